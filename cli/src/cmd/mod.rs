@@ -1,0 +1,77 @@
+//! One module per subcommand, plus what they share.
+
+pub mod coordinator;
+pub mod inspect;
+pub mod mock;
+pub mod run;
+pub mod status;
+pub mod submit;
+pub mod validate;
+pub mod worker;
+
+use anyhow::Context;
+use synthforge_proto::job_service_client::JobServiceClient;
+use tonic::transport::Channel;
+
+/// Waits for SIGTERM or Ctrl-C (Kubernetes stops pods with SIGTERM).
+pub async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+/// The job API client, with the bearer token attached to each request by [`authed`].
+pub async fn job_client(url: &str) -> anyhow::Result<JobServiceClient<Channel>> {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("bad coordinator URL `{url}`"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach coordinator at {url}"))?;
+    Ok(JobServiceClient::new(ch).max_decoding_message_size(64 << 20))
+}
+
+pub fn authed<T>(msg: T, token: &Option<String>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(t) = token.as_deref().filter(|t| !t.is_empty()) {
+        if let Ok(v) = format!("Bearer {t}").parse() {
+            r.metadata_mut().insert("authorization", v);
+        }
+    }
+    r
+}
+
+/// Reads a job file, naming it in errors.
+pub fn read_job_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read job file {}", path.display()))
+}
+
+/// Makes local relative paths absolute so that every process (and the manifest) agrees on them.
+pub fn absolutize(path: &str) -> String {
+    let is_url = url_scheme(path).is_some();
+    if is_url || std::path::Path::new(path).is_absolute() {
+        return path.to_string();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(path).to_string_lossy().into_owned(),
+        Err(_) => path.to_string(),
+    }
+}
+
+fn url_scheme(s: &str) -> Option<&str> {
+    let (scheme, _) = s.split_once("://")?;
+    (scheme.len() > 1 && scheme.chars().all(|c| c.is_ascii_alphanumeric())).then_some(scheme)
+}
+
+/// Applies `--output` and makes the job's local paths absolute.
+pub fn prepare_spec(spec: &mut synthforge_core::spec::JobSpec, output: Option<&str>) {
+    if let Some(o) = output {
+        spec.output.path = o.to_string();
+    }
+    spec.output.path = absolutize(&spec.output.path);
+    spec.input.path = absolutize(&spec.input.path);
+}

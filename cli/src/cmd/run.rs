@@ -1,0 +1,199 @@
+//! `synthforge run`: a whole job on one machine. The coordinator and N workers run in this
+//! process but talk real gRPC over 127.0.0.1 — the same code paths as a cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use synthforge_coordinator::finalize::manifest_finalizer;
+use synthforge_coordinator::model::JobState;
+use synthforge_coordinator::scheduler::{job_id_for, JobView};
+use synthforge_coordinator::server::{Coordinator, CoordinatorConfig};
+use synthforge_coordinator::store::embedded::EmbeddedStore;
+use synthforge_core::spec::JobSpec;
+use synthforge_proto as pb;
+use synthforge_worker::{run_worker, WorkerConfig};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    pub job: PathBuf,
+    /// Workers in this process (each runs up to 2 tasks at once).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Override the job's output location (path or object-store URL).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Embedded state store: a stopped run resumes from here.
+    #[arg(long, default_value = ".synthforge/state")]
+    pub state_dir: PathBuf,
+    /// Serve the dashboard and metrics here while the job runs (e.g. 127.0.0.1:8080).
+    #[arg(long)]
+    pub http_addr: Option<SocketAddr>,
+    /// Start a new job even if this exact job ran before (default: resume / report it).
+    #[arg(long)]
+    pub fresh: bool,
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Log at info level (default: warnings only, with a progress bar).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+pub async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let text = super::read_job_file(&a.job)?;
+    let mut spec = JobSpec::from_yaml(&text, &a.job.display().to_string())?;
+    super::prepare_spec(&mut spec, a.output.as_deref());
+    let store = Arc::new(
+        EmbeddedStore::open(&a.state_dir)
+            .with_context(|| format!("opening state store in {}", a.state_dir.display()))?,
+    );
+    let coord = Coordinator::start(
+        CoordinatorConfig {
+            grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
+            http_addr: a.http_addr,
+            token: None,
+            shutdown_when_idle: false,
+        },
+        store,
+        manifest_finalizer(),
+    )
+    .await?;
+    let url = format!("http://{}", coord.grpc_addr);
+    if let Some(h) = coord.http_addr {
+        eprintln!("dashboard: http://{h}/");
+    }
+    let mut job_id = job_id_for(&spec);
+    if a.fresh {
+        job_id = format!("{job_id}-{}", synthforge_core::now_ms());
+    }
+    let mut client = super::job_client(&url).await?;
+    let submitted = client
+        .submit(pb::SubmitRequest {
+            job_spec_yaml: spec.to_yaml(),
+            job_id: job_id.clone(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let job_id = submitted.job_id;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for i in 0..a.workers.max(1) {
+        let cfg = WorkerConfig {
+            id: format!("local-{i}"),
+            coordinators: vec![url.clone()],
+            token: None,
+            parallel_tasks: 2,
+            exit_when_idle: false,
+            grace: Duration::from_secs(10),
+        };
+        workers.push(tokio::spawn(run_worker(cfg, rx.clone())));
+    }
+    let interrupted = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = super::shutdown_signal().await;
+            let _ = tx.send(true);
+        })
+    };
+    let view = watch_job(&coord, &job_id, !a.no_progress, rx.clone()).await;
+    let _ = tx.send(true);
+    for w in workers {
+        match w.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "worker ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "worker task failed"),
+        }
+    }
+    interrupted.abort();
+    let Some(view) = view else {
+        anyhow::bail!(
+            "interrupted; job {job_id} is saved in {} — run the same command again to resume",
+            a.state_dir.display()
+        );
+    };
+    print_summary(&view);
+    match view.record.state {
+        JobState::Succeeded => Ok(()),
+        other => anyhow::bail!("job {} {}: {}", job_id, other.as_str(), view.record.error),
+    }
+}
+
+/// Follows the job until it ends (Some) or the run is interrupted (None).
+async fn watch_job(
+    coord: &Coordinator,
+    job_id: &str,
+    progress: bool,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<JobView> {
+    let started = Instant::now();
+    let bar = if progress {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} rows  {msg}  ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        b.enable_steady_tick(Duration::from_millis(200));
+        Some(b)
+    } else {
+        None
+    };
+    let mut last_log = Instant::now();
+    loop {
+        let view = coord.sched.job(job_id).await?;
+        let done = view.stats.rows_in + view.rows_in_flight;
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let msg = format!(
+            "{:.0} rows/s  {:.0} tok/s  {} failed",
+            done as f64 / secs,
+            view.stats.completion_tokens as f64 / secs,
+            view.stats.rows_failed
+        );
+        if let Some(b) = &bar {
+            b.set_length(view.record.rows_total);
+            b.set_position(done.min(view.record.rows_total));
+            b.set_message(msg);
+        } else if last_log.elapsed() > Duration::from_secs(5) {
+            tracing::warn!(job = job_id, done, total = view.record.rows_total, "{msg}");
+            last_log = Instant::now();
+        }
+        if view.record.state.is_terminal() {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Some(view);
+        }
+        if *stop.borrow() {
+            if let Some(b) = &bar {
+                b.abandon();
+            }
+            return None;
+        }
+        coord.sched.wait_change(Duration::from_millis(250)).await;
+    }
+}
+
+fn print_summary(v: &JobView) {
+    let s = &v.stats;
+    println!("job: {} ({})", v.record.id, v.record.state.as_str());
+    println!(
+        "seed rows: {}  output rows: {}  failures: {}  removed: {}",
+        v.record.rows_total,
+        s.rows_out,
+        s.rows_failed,
+        s.removed.values().sum::<u64>()
+    );
+    println!(
+        "tokens: {} prompt, {} completion",
+        s.prompt_tokens, s.completion_tokens
+    );
+    if !v.record.error.is_empty() {
+        println!("error: {}", v.record.error);
+    }
+    println!("output: {}", v.record.output);
+}

@@ -1,0 +1,63 @@
+//! `synthforge submit`: send a job to a coordinator, optionally wait for it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use synthforge_core::spec::JobSpec;
+use synthforge_proto as pb;
+
+#[derive(clap::Args)]
+pub struct SubmitArgs {
+    pub job: PathBuf,
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    pub coordinator: String,
+    #[arg(long, env = "SYNTHFORGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Override the job's output location.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Wait until the job ends; exit non-zero unless it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
+    let text = super::read_job_file(&a.job)?;
+    let mut spec = JobSpec::from_yaml(&text, &a.job.display().to_string())?;
+    super::prepare_spec(&mut spec, a.output.as_deref());
+    let mut client = super::job_client(&a.coordinator).await?;
+    let resp = client
+        .submit(super::authed(
+            pb::SubmitRequest {
+                job_spec_yaml: spec.to_yaml(),
+                job_id: String::new(),
+            },
+            &a.token,
+        ))
+        .await?
+        .into_inner();
+    println!("job_id: {}", resp.job_id);
+    println!("tasks: {}  rows: {}", resp.tasks, resp.rows);
+    if !a.wait {
+        return Ok(());
+    }
+    loop {
+        let st = client
+            .get(pb::GetJobRequest {
+                job_id: resp.job_id.clone(),
+            })
+            .await?
+            .into_inner();
+        match st.state.as_str() {
+            "succeeded" => {
+                println!("state: succeeded");
+                println!("output: {}", st.output);
+                return Ok(());
+            }
+            "failed" | "cancelled" => {
+                anyhow::bail!("job {} {}: {}", st.job_id, st.state, st.error)
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `synthforge validate`: check a job file against its input and show the first prompts, so a
+//! user sees exactly what will be sent before paying for a single token.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use synthforge_core::seed::{read_task_rows, SeedItem, TaskSlice};
+use synthforge_core::spec::{InputFormat, JobSpec};
+use synthforge_core::stages::variations;
+use synthforge_core::storage;
+use synthforge_core::template::PromptTemplate;
+
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    pub job: PathBuf,
+    /// How many rendered prompts to print.
+    #[arg(long, default_value_t = 3)]
+    pub show: usize,
+}
+
+pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
+    let file = a.job.display().to_string();
+    let text = super::read_job_file(&a.job)?;
+    let spec = JobSpec::from_yaml(&text, &file)?;
+    let objects = storage::list_objects(&spec.input.path)
+        .await
+        .with_context(|| format!("{file}: field `input.path`"))?;
+    let (first, meta) = &objects[0];
+    let show = a.show.max(1) as u64;
+    let slice = match spec.input.format {
+        InputFormat::Parquet => TaskSlice {
+            object_url: first.url.clone(),
+            format: InputFormat::Parquet,
+            row_start: 0,
+            row_count: show,
+            byte_start: 0,
+            byte_end: 0,
+            row_groups: vec![0],
+            global_row_start: 0,
+        },
+        InputFormat::Jsonl | InputFormat::Text => TaskSlice {
+            object_url: first.url.clone(),
+            format: spec.input.format,
+            row_start: 0,
+            row_count: show,
+            byte_start: 0,
+            byte_end: meta.size.min(4 << 20),
+            row_groups: vec![],
+            global_row_start: 0,
+        },
+        InputFormat::Taxonomy => {
+            anyhow::bail!("{file}: `validate` does not preview taxonomy input yet")
+        }
+    };
+    let rows = read_task_rows(&spec.input, &slice).await?;
+    println!(
+        "{file}: valid; input {} object(s), first {}",
+        objects.len(),
+        first.url
+    );
+    for (i, stage) in spec.pipeline.iter().enumerate() {
+        let Some(src) = &stage.template else { continue };
+        let t = PromptTemplate::new(src)?;
+        let vars = variations::parse(stage.params.get("variations"))
+            .map_err(|e| anyhow::anyhow!("{file}: field `pipeline[{i}].variations`: {e}"))?;
+        for item in &rows {
+            let row = match item {
+                SeedItem::Row(r) => r,
+                SeedItem::Bad(b) => {
+                    println!("warning: {}", b.error);
+                    continue;
+                }
+            };
+            let mut ctx = row.columns.clone();
+            let chosen = variations::choose(&vars, spec.seed, row.index, 0);
+            ctx.insert("variation".into(), serde_json::to_value(&chosen)?);
+            for (k, v) in &chosen {
+                ctx.entry(k.clone())
+                    .or_insert(serde_json::Value::String(v.clone()));
+            }
+            if i == 0 {
+                let missing: Vec<String> = t
+                    .variables()
+                    .into_iter()
+                    .filter(|v| !ctx.contains_key(v))
+                    .collect();
+                if !missing.is_empty() {
+                    let mut cols: Vec<&String> = row.columns.keys().collect();
+                    cols.sort();
+                    anyhow::bail!(
+                        "{file}: field `pipeline[{i}].template` uses column(s) {} not present in {} ({}; columns: {})",
+                        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                        first.url,
+                        row.source,
+                        cols.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                let prompt = t.render(&serde_json::Value::Object(ctx)).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{file}: field `pipeline[{i}].template`: {}: {e}",
+                        row.source
+                    )
+                })?;
+                println!(
+                    "--- prompt for {} (seed id {}) ---\n{prompt}",
+                    row.source, row.id
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `synthforge worker`: lease and run tasks until told to stop (SIGTERM: graceful).
+
+use std::time::Duration;
+
+use synthforge_worker::{run_worker, WorkerConfig};
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// Coordinator gRPC URL(s), e.g. http://coordinator:7070 (comma-separated for several).
+    #[arg(long, required = true)]
+    pub coordinator: Vec<String>,
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long, env = "SYNTHFORGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Tasks run at once (2 keeps backends busy across task boundaries).
+    #[arg(long, default_value_t = 2)]
+    pub parallel_tasks: usize,
+    /// Exit when the coordinator has no work left.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// Seconds to finish running tasks after SIGTERM before handing them back.
+    #[arg(long, default_value_t = 30.0)]
+    pub grace_s: f64,
+}
+
+pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
+    let id = a
+        .id
+        .unwrap_or_else(|| format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if super::shutdown_signal().await.is_ok() {
+            tracing::info!("shutdown signal: no new leases; finishing running tasks");
+            let _ = tx.send(true);
+        }
+    });
+    let summary = run_worker(
+        WorkerConfig {
+            id: id.clone(),
+            coordinators: a.coordinator,
+            token: a.token,
+            parallel_tasks: a.parallel_tasks,
+            exit_when_idle: a.exit_when_idle,
+            grace: Duration::from_secs_f64(a.grace_s.max(0.0)),
+        },
+        rx,
+    )
+    .await?;
+    tracing::info!(worker = %id, ?summary, "worker stopped");
+    Ok(())
+}

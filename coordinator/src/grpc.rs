@@ -1,0 +1,238 @@
+//! gRPC services: the worker API (lease, heartbeat, complete, fail) and the job API.
+//!
+//! When the coordinator has a token, every call must carry `authorization: Bearer <token>`;
+//! a call without it is refused with `UNAUTHENTICATED` before it touches the scheduler.
+
+use std::sync::Arc;
+
+use synthforge_proto as pb;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::scheduler::{SchedError, Scheduler};
+
+#[derive(Clone)]
+pub struct Auth {
+    token: Option<Arc<str>>,
+}
+
+impl Auth {
+    pub fn new(token: Option<String>) -> Self {
+        Auth {
+            token: token.filter(|t| !t.is_empty()).map(Into::into),
+        }
+    }
+
+    pub fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let got = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match got {
+            Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+            Some(_) => Err(Status::unauthenticated("invalid bearer token")),
+            None => Err(Status::unauthenticated(
+                "missing `authorization: Bearer <token>` (the coordinator requires a token)",
+            )),
+        }
+    }
+
+    /// For the HTTP API: the raw header value.
+    pub fn check_header(&self, header: Option<&str>) -> bool {
+        match &self.token {
+            None => true,
+            Some(token) => header
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes())),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn status(e: SchedError) -> Status {
+    match e {
+        SchedError::InvalidJob(m) => Status::invalid_argument(m),
+        SchedError::Plan(p) => Status::invalid_argument(format!("planning: {p}")),
+        SchedError::NoJob(j) => Status::not_found(format!("no job `{j}`")),
+        SchedError::Store(s) => Status::unavailable(format!("state store: {s}")),
+    }
+}
+
+pub struct WorkerApi {
+    pub sched: Arc<Scheduler>,
+    pub auth: Auth,
+    /// When set, idle workers are told to exit once every job has ended (all-in-one runs).
+    pub shutdown_when_idle: bool,
+}
+
+#[tonic::async_trait]
+impl pb::worker_service_server::WorkerService for WorkerApi {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        self.auth.check(&req)?;
+        let r = req.into_inner();
+        self.sched
+            .register_worker(&r.worker_id, &r.address, r.slots)
+            .await;
+        Ok(Response::new(pb::RegisterResponse {
+            heartbeat_interval_ms: self.sched.heartbeat_interval_ms,
+        }))
+    }
+
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
+        self.auth.check(&req)?;
+        let r = req.into_inner();
+        let lease = self.sched.lease(&r.worker_id).await.map_err(status)?;
+        let shutdown =
+            lease.is_none() && self.shutdown_when_idle && self.sched.all_terminal().await;
+        Ok(Response::new(pb::LeaseResponse {
+            lease: lease.map(|l| pb::TaskLease {
+                job_id: l.job_id,
+                task_id: l.task_id,
+                attempt: l.attempt,
+                lease_deadline_unix_ms: l.deadline_ms,
+                job_spec_yaml: l.spec_yaml,
+                input: Some(convert::slice_to_pb(&l.slice)),
+            }),
+            shutdown,
+            retry_after_ms: 200,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.auth.check(&req)?;
+        let r = req.into_inner();
+        let rows = r.progress.map(|p| p.rows_done).unwrap_or(0);
+        let deadline = self
+            .sched
+            .heartbeat(&r.worker_id, &r.job_id, r.task_id, r.attempt, rows)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            keep_going: deadline.is_some(),
+            lease_deadline_unix_ms: deadline.unwrap_or(0),
+        }))
+    }
+
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
+        self.auth.check(&req)?;
+        let r = req.into_inner();
+        let files = r.files.iter().map(convert::file_from_pb).collect();
+        let stats = r
+            .stats
+            .as_ref()
+            .map(convert::stats_from_pb)
+            .unwrap_or_default();
+        let res = self
+            .sched
+            .complete(&r.worker_id, &r.job_id, r.task_id, r.attempt, files, stats)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(match res {
+            Ok(()) => pb::CompleteResponse {
+                accepted: true,
+                reason: String::new(),
+            },
+            Err(reason) => pb::CompleteResponse {
+                accepted: false,
+                reason,
+            },
+        }))
+    }
+
+    async fn fail(
+        &self,
+        req: Request<pb::FailRequest>,
+    ) -> Result<Response<pb::FailResponse>, Status> {
+        self.auth.check(&req)?;
+        let r = req.into_inner();
+        self.sched
+            .fail(
+                &r.worker_id,
+                &r.job_id,
+                r.task_id,
+                r.attempt,
+                &r.error,
+                r.permanent,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::FailResponse {}))
+    }
+}
+
+pub struct JobApi {
+    pub sched: Arc<Scheduler>,
+    pub auth: Auth,
+}
+
+#[tonic::async_trait]
+impl pb::job_service_server::JobService for JobApi {
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        self.auth.check(&req)?;
+        let r = req.into_inner();
+        let id = (!r.job_id.is_empty()).then_some(r.job_id);
+        let v = self
+            .sched
+            .submit(&r.job_spec_yaml, id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SubmitResponse {
+            job_id: v.record.id,
+            tasks: v.record.tasks_total,
+            rows: v.record.rows_total,
+        }))
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
+        let r = req.into_inner();
+        match self.sched.job(&r.job_id).await {
+            Some(v) => Ok(Response::new(convert::job_to_pb(&v))),
+            None => Err(Status::not_found(format!("no job `{}`", r.job_id))),
+        }
+    }
+
+    async fn list(
+        &self,
+        _req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let jobs = self.sched.jobs().await;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(convert::job_to_pb).collect(),
+        }))
+    }
+
+    async fn cancel(
+        &self,
+        req: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
+        self.auth.check(&req)?;
+        let r = req.into_inner();
+        let cancelled = self.sched.cancel(&r.job_id).await.map_err(status)?;
+        Ok(Response::new(pb::CancelResponse { cancelled }))
+    }
+}

@@ -1,0 +1,134 @@
+//! Durable scheduler state: jobs and tasks as the state store keeps them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use synthforge_core::seed::TaskSlice;
+use synthforge_core::sink::WrittenFile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    /// All tasks ended; the coordinator is writing the manifest and dataset card.
+    Finalizing,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Finalizing => "finalizing",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub name: String,
+    /// The validated spec; holds no secrets (backends name env vars, not keys).
+    pub spec_yaml: String,
+    pub state: JobState,
+    pub output: String,
+    pub tasks_total: u64,
+    pub rows_total: u64,
+    pub created_ms: u64,
+    pub finished_ms: u64,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Pending,
+    Leased,
+    Done,
+    Failed,
+}
+
+/// Counters a task reports on completion; the job's totals are their sum.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskStats {
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub rows_failed: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub removed: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub prompt_tokens_by_model: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub completion_tokens_by_model: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub pii_redactions: BTreeMap<String, u64>,
+}
+
+impl TaskStats {
+    pub fn add(&mut self, o: &TaskStats) {
+        self.rows_in += o.rows_in;
+        self.rows_out += o.rows_out;
+        self.rows_failed += o.rows_failed;
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        let merge = |a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
+            for (k, v) in b {
+                *a.entry(k.clone()).or_default() += v;
+            }
+        };
+        merge(&mut self.removed, &o.removed);
+        merge(&mut self.prompt_tokens_by_model, &o.prompt_tokens_by_model);
+        merge(
+            &mut self.completion_tokens_by_model,
+            &o.completion_tokens_by_model,
+        );
+        merge(&mut self.pii_redactions, &o.pii_redactions);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub job_id: String,
+    pub task_id: u64,
+    pub slice: TaskSlice,
+    pub state: TaskState,
+    /// Attempt number of the current or last lease: the fencing token.
+    pub attempt: u32,
+    pub worker: String,
+    pub deadline_ms: u64,
+    pub last_error: String,
+    /// Files of the accepted completion (only the current attempt's).
+    pub files: Vec<WrittenFile>,
+    pub stats: TaskStats,
+}
+
+impl TaskRecord {
+    pub fn new(job_id: &str, task_id: u64, slice: TaskSlice) -> Self {
+        TaskRecord {
+            job_id: job_id.to_string(),
+            task_id,
+            slice,
+            state: TaskState::Pending,
+            attempt: 0,
+            worker: String::new(),
+            deadline_ms: 0,
+            last_error: String::new(),
+            files: Vec::new(),
+            stats: TaskStats::default(),
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! The scheduler: leases tasks to workers with fencing, takes completions exactly once,
+//! requeues expired leases, and finalizes jobs.
+//!
+//! In-memory state is a cache of the store: every change goes to the store first (which checks
+//! the expected state), then to memory. A coordinator that starts — or takes over as leader —
+//! rebuilds memory from the store and gives every outstanding lease a fresh deadline.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use synthforge_core::now_ms;
+use synthforge_core::seed::TaskSlice;
+use synthforge_core::sink::WrittenFile;
+use synthforge_core::spec::JobSpec;
+use tokio::sync::Mutex;
+
+use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
+use crate::planner;
+use crate::store::{StoreError, TaskStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    #[error("planning: {0}")]
+    Plan(#[from] planner::PlanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no job `{0}`")]
+    NoJob(String),
+}
+
+/// A task handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub job_id: String,
+    pub task_id: u64,
+    pub attempt: u32,
+    pub deadline_ms: u64,
+    pub spec_yaml: String,
+    pub slice: TaskSlice,
+}
+
+/// What the dashboard and `status` show about a worker.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub address: String,
+    pub slots: u32,
+    pub registered_ms: u64,
+    pub last_seen_ms: u64,
+    /// `job/task#attempt` of the current lease, empty when idle.
+    pub current_task: String,
+    pub task_rows_done: u64,
+    pub rows_done_total: u64,
+    pub tasks_done: u64,
+}
+
+/// A job's live view: record, task counts and summed stats.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobView {
+    pub record: JobRecord,
+    pub tasks_pending: u64,
+    pub tasks_leased: u64,
+    pub tasks_done: u64,
+    pub tasks_failed: u64,
+    pub stats: TaskStats,
+    /// Rows finished by in-flight tasks (from heartbeats), not yet in `stats`.
+    pub rows_in_flight: u64,
+    pub failed_tasks: Vec<(u64, String)>,
+}
+
+struct JobEntry {
+    record: JobRecord,
+    spec: Arc<JobSpec>,
+    tasks: Vec<TaskRecord>,
+    pending: VecDeque<u64>,
+    stats: TaskStats,
+    /// task id → rows done so far by its current attempt.
+    progress: HashMap<u64, u64>,
+}
+
+impl JobEntry {
+    fn count(&self, s: TaskState) -> u64 {
+        self.tasks.iter().filter(|t| t.state == s).count() as u64
+    }
+
+    fn all_ended(&self) -> bool {
+        self.tasks
+            .iter()
+            .all(|t| matches!(t.state, TaskState::Done | TaskState::Failed))
+    }
+
+    fn view(&self) -> JobView {
+        JobView {
+            record: self.record.clone(),
+            tasks_pending: self.count(TaskState::Pending),
+            tasks_leased: self.count(TaskState::Leased),
+            tasks_done: self.count(TaskState::Done),
+            tasks_failed: self.count(TaskState::Failed),
+            stats: self.stats.clone(),
+            rows_in_flight: self.progress.values().sum(),
+            failed_tasks: self
+                .tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Failed)
+                .map(|t| (t.task_id, t.last_error.clone()))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Insertion (creation) order matters: older jobs are served first.
+    jobs: BTreeMap<(u64, String), JobEntry>,
+    index: HashMap<String, (u64, String)>,
+    workers: BTreeMap<String, WorkerInfo>,
+}
+
+impl Inner {
+    fn job_mut(&mut self, id: &str) -> Option<&mut JobEntry> {
+        let k = self.index.get(id)?.clone();
+        self.jobs.get_mut(&k)
+    }
+
+    fn job(&self, id: &str) -> Option<&JobEntry> {
+        self.jobs.get(self.index.get(id)?)
+    }
+
+    fn insert(&mut self, e: JobEntry) {
+        let key = (e.record.created_ms, e.record.id.clone());
+        self.index.insert(e.record.id.clone(), key.clone());
+        self.jobs.insert(key, e);
+    }
+}
+
+/// Called when a job's tasks have all ended, to write the manifest (and run whole-job steps).
+pub type Finalizer = Arc<
+    dyn Fn(
+            JobRecord,
+            Arc<JobSpec>,
+            Vec<TaskRecord>,
+        ) -> futures::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
+
+pub struct Scheduler {
+    store: Arc<dyn TaskStore>,
+    inner: Mutex<Inner>,
+    finalizer: Finalizer,
+    pub heartbeat_interval_ms: u64,
+    changed: tokio::sync::Notify,
+}
+
+/// Stable, idempotent job id: same name and spec → same id, so re-submitting resumes.
+pub fn job_id_for(spec: &JobSpec) -> String {
+    use sha2::Digest;
+    let slug: String = spec
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let h = sha2::Sha256::digest(spec.to_yaml().as_bytes());
+    format!("{slug}-{}", &hex::encode(h)[..10])
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn TaskStore>, finalizer: Finalizer) -> Arc<Self> {
+        Arc::new(Scheduler {
+            store,
+            inner: Mutex::new(Inner::default()),
+            finalizer,
+            heartbeat_interval_ms: 2_000,
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Rebuilds memory from the store (start or leader takeover). Outstanding leases get a
+    /// fresh deadline so their workers can keep going; jobs stuck in finalizing are finalized.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), SchedError> {
+        let snap = self.store.load_all().await?;
+        let mut by_job: HashMap<String, Vec<TaskRecord>> = HashMap::new();
+        for t in snap.tasks {
+            by_job.entry(t.job_id.clone()).or_default().push(t);
+        }
+        let mut inner = Inner::default();
+        let mut to_finalize = Vec::new();
+        for record in snap.jobs {
+            let spec = match JobSpec::from_yaml(&record.spec_yaml, &record.id) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::error!(job = %record.id, error = %e, "stored job spec no longer valid; skipping");
+                    continue;
+                }
+            };
+            let mut tasks = by_job.remove(&record.id).unwrap_or_default();
+            tasks.sort_by_key(|t| t.task_id);
+            let lease_ms = (spec.scheduling.lease_s * 1000.0) as u64;
+            for t in tasks.iter_mut().filter(|t| t.state == TaskState::Leased) {
+                let deadline = now_ms() + lease_ms;
+                if self
+                    .store
+                    .renew(&t.job_id, t.task_id, t.attempt, deadline)
+                    .await
+                    .is_ok()
+                {
+                    t.deadline_ms = deadline;
+                }
+            }
+            let mut stats = TaskStats::default();
+            for t in tasks.iter().filter(|t| t.state == TaskState::Done) {
+                stats.add(&t.stats);
+            }
+            let pending = tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Pending)
+                .map(|t| t.task_id)
+                .collect();
+            let entry = JobEntry {
+                record,
+                spec,
+                tasks,
+                pending,
+                stats,
+                progress: HashMap::new(),
+            };
+            if !entry.record.state.is_terminal() && entry.all_ended() {
+                to_finalize.push(entry.record.id.clone());
+            }
+            inner.insert(entry);
+        }
+        let jobs = inner.jobs.len();
+        *self.inner.lock().await = inner;
+        tracing::info!(jobs, "scheduler state recovered from store");
+        for id in to_finalize {
+            self.clone().spawn_finalize(id).await;
+        }
+        Ok(())
+    }
+
+    /// Validates, plans and stores a job. Submitting the same spec again returns the same job.
+    pub async fn submit(
+        self: &Arc<Self>,
+        spec_yaml: &str,
+        requested_id: Option<String>,
+    ) -> Result<JobView, SchedError> {
+        let spec = JobSpec::from_yaml(spec_yaml, "job")
+            .map_err(|e| SchedError::InvalidJob(e.to_string()))?;
+        let id = requested_id
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| job_id_for(&spec));
+        if let Some(e) = self.inner.lock().await.job(&id) {
+            return Ok(e.view());
+        }
+        let started = std::time::Instant::now();
+        let plan = planner::plan(&spec).await?;
+        tracing::info!(job = %id, tasks = plan.tasks.len(), rows = plan.rows, ms = started.elapsed().as_millis() as u64, "planned");
+        let record = JobRecord {
+            id: id.clone(),
+            name: spec.name.clone(),
+            spec_yaml: spec.to_yaml(),
+            state: JobState::Running,
+            output: spec.output.path.clone(),
+            tasks_total: plan.tasks.len() as u64,
+            rows_total: plan.rows,
+            created_ms: now_ms(),
+            finished_ms: 0,
+            error: String::new(),
+        };
+        let tasks: Vec<TaskRecord> = plan
+            .tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| TaskRecord::new(&id, i as u64, s))
+            .collect();
+        let mut inner = self.inner.lock().await;
+        if let Some(e) = inner.job(&id) {
+            return Ok(e.view());
+        }
+        self.store.create_job(&record, &tasks).await?;
+        let entry = JobEntry {
+            pending: tasks.iter().map(|t| t.task_id).collect(),
+            record,
+            spec: Arc::new(spec),
+            tasks,
+            stats: TaskStats::default(),
+            progress: HashMap::new(),
+        };
+        let empty = entry.tasks.is_empty();
+        let view = entry.view();
+        inner.insert(entry);
+        drop(inner);
+        if empty {
+            self.clone().spawn_finalize(id).await;
+        }
+        self.changed.notify_waiters();
+        Ok(view)
+    }
+
+    pub async fn register_worker(&self, id: &str, address: &str, slots: u32) {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        let w = inner
+            .workers
+            .entry(id.to_string())
+            .or_insert_with(|| WorkerInfo {
+                id: id.to_string(),
+                registered_ms: now,
+                ..Default::default()
+            });
+        w.address = address.to_string();
+        w.slots = slots;
+        w.last_seen_ms = now;
+    }
+
+    /// Hands the oldest running job's next pending task to `worker`.
+    pub async fn lease(&self, worker: &str) -> Result<Option<Lease>, SchedError> {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        let keys: Vec<(u64, String)> = inner
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.record.state == JobState::Running && !e.pending.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            loop {
+                let entry = inner.jobs.get_mut(&key).expect("key from map");
+                let Some(task_id) = entry.pending.pop_front() else {
+                    break;
+                };
+                let lease_ms = (entry.spec.scheduling.lease_s * 1000.0) as u64;
+                let t = &entry.tasks[task_id as usize];
+                if t.state != TaskState::Pending {
+                    continue;
+                }
+                let attempt = t.attempt + 1;
+                let deadline = now + lease_ms;
+                match self
+                    .store
+                    .claim(&t.job_id, task_id, attempt, worker, deadline)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict(msg)) => {
+                        tracing::warn!(job = %key.1, task_id, %msg, "claim lost; skipping task");
+                        continue;
+                    }
+                    Err(e) => {
+                        entry.pending.push_front(task_id);
+                        return Err(e.into());
+                    }
+                }
+                let t = &mut entry.tasks[task_id as usize];
+                t.state = TaskState::Leased;
+                t.attempt = attempt;
+                t.worker = worker.to_string();
+                t.deadline_ms = deadline;
+                entry.progress.insert(task_id, 0);
+                let lease = Lease {
+                    job_id: t.job_id.clone(),
+                    task_id,
+                    attempt,
+                    deadline_ms: deadline,
+                    spec_yaml: entry.record.spec_yaml.clone(),
+                    slice: t.slice.clone(),
+                };
+                if let Some(w) = inner.workers.get_mut(worker) {
+                    w.current_task = format!("{}/{}#{}", lease.job_id, task_id, attempt);
+                    w.task_rows_done = 0;
+                    w.last_seen_ms = now;
+                }
+                tracing::info!(job = %lease.job_id, task_id, attempt, worker, "task leased");
+                return Ok(Some(lease));
+            }
+        }
+        if let Some(w) = inner.workers.get_mut(worker) {
+            w.current_task.clear();
+            w.last_seen_ms = now;
+        }
+        Ok(None)
+    }
+
+    /// Extends a lease; `Ok(None)` means the lease is gone and the worker must stop the task.
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        job_id: &str,
+        task_id: u64,
+        attempt: u32,
+        rows_done: u64,
+    ) -> Result<Option<u64>, SchedError> {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        if let Some(w) = inner.workers.get_mut(worker) {
+            w.last_seen_ms = now;
+            w.task_rows_done = rows_done;
+        }
+        let Some(entry) = inner.job_mut(job_id) else {
+            return Ok(None);
+        };
+        if entry.record.state != JobState::Running {
+            return Ok(None);
+        }
+        let lease_ms = (entry.spec.scheduling.lease_s * 1000.0) as u64;
+        let Some(t) = entry.tasks.get(task_id as usize) else {
+            return Ok(None);
+        };
+        if t.state != TaskState::Leased || t.attempt != attempt {
+            return Ok(None);
+        }
+        let deadline = now + lease_ms;
+        match self.store.renew(job_id, task_id, attempt, deadline).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) | Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let t = &mut entry.tasks[task_id as usize];
+        t.deadline_ms = deadline;
+        entry.progress.insert(task_id, rows_done);
+        Ok(Some(deadline))
+    }
+
+    /// Accepts a completion only from the current attempt; returns whether it was accepted.
+    pub async fn complete(
+        self: &Arc<Self>,
+        worker: &str,
+        job_id: &str,
+        task_id: u64,
+        attempt: u32,
+        files: Vec<WrittenFile>,
+        stats: TaskStats,
+    ) -> Result<Result<(), String>, SchedError> {
+        let mut inner = self.inner.lock().await;
+        let Some(entry) = inner.job_mut(job_id) else {
+            return Ok(Err(format!("no job `{job_id}`")));
+        };
+        let Some(t) = entry.tasks.get(task_id as usize) else {
+            return Ok(Err(format!("no task {task_id}")));
+        };
+        if t.state != TaskState::Leased || t.attempt != attempt {
+            let why = format!(
+                "task {task_id} is {:?} at attempt {}; attempt {attempt} is fenced off",
+                t.state, t.attempt
+            );
+            tracing::warn!(job = job_id, task_id, attempt, worker, %why, "completion rejected");
+            return Ok(Err(why));
+        }
+        if entry.record.state != JobState::Running {
+            return Ok(Err(format!("job is {}", entry.record.state.as_str())));
+        }
+        match self
+            .store
+            .complete(job_id, task_id, attempt, &files, &stats)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(m)) => return Ok(Err(m)),
+            Err(e) => return Err(e.into()),
+        }
+        entry.stats.add(&stats);
+        entry.progress.remove(&task_id);
+        let t = &mut entry.tasks[task_id as usize];
+        t.state = TaskState::Done;
+        t.files = files;
+        t.stats = stats.clone();
+        let done = entry.all_ended();
+        if let Some(w) = inner.workers.get_mut(worker) {
+            w.current_task.clear();
+            w.rows_done_total += stats.rows_in;
+            w.tasks_done += 1;
+        }
+        drop(inner);
+        tracing::info!(
+            job = job_id,
+            task_id,
+            attempt,
+            worker,
+            rows = stats.rows_out,
+            "task completed"
+        );
+        if done {
+            self.clone().spawn_finalize(job_id.to_string()).await;
+        }
+        self.changed.notify_waiters();
+        Ok(Ok(()))
+    }
+
+    /// A worker gave up on a task: retry elsewhere (transient) or fail it (permanent, or out of
+    /// attempts).
+    pub async fn fail(
+        self: &Arc<Self>,
+        worker: &str,
+        job_id: &str,
+        task_id: u64,
+        attempt: u32,
+        error: &str,
+        permanent: bool,
+    ) -> Result<(), SchedError> {
+        let mut inner = self.inner.lock().await;
+        let Some(entry) = inner.job_mut(job_id) else {
+            return Ok(());
+        };
+        let Some(t) = entry.tasks.get(task_id as usize) else {
+            return Ok(());
+        };
+        if t.state != TaskState::Leased || t.attempt != attempt {
+            return Ok(());
+        }
+        let retry = !permanent && t.attempt < entry.spec.scheduling.max_attempts;
+        match self
+            .store
+            .fail(job_id, task_id, attempt, error, retry)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        entry.progress.remove(&task_id);
+        let t = &mut entry.tasks[task_id as usize];
+        t.last_error = error.to_string();
+        t.worker.clear();
+        if retry {
+            t.state = TaskState::Pending;
+            entry.pending.push_back(task_id);
+        } else {
+            t.state = TaskState::Failed;
+        }
+        let done = entry.all_ended();
+        if let Some(w) = inner.workers.get_mut(worker) {
+            w.current_task.clear();
+        }
+        drop(inner);
+        tracing::warn!(
+            job = job_id,
+            task_id,
+            attempt,
+            worker,
+            error,
+            retry,
+            "task failed"
+        );
+        if done {
+            self.clone().spawn_finalize(job_id.to_string()).await;
+        }
+        Ok(())
+    }
+
+    /// Returns expired leases to pending (or fails them after `max_attempts`).
+    pub async fn requeue_expired(self: &Arc<Self>) -> Result<usize, SchedError> {
+        let mut inner = self.inner.lock().await;
+        let attempts: HashMap<String, u32> = inner
+            .jobs
+            .values()
+            .map(|e| (e.record.id.clone(), e.spec.scheduling.max_attempts))
+            .collect();
+        let changed = self.store.requeue_expired(now_ms(), &attempts).await?;
+        let mut finished = Vec::new();
+        for t in &changed {
+            let Some(entry) = inner.job_mut(&t.job_id) else {
+                continue;
+            };
+            tracing::warn!(job = %t.job_id, task_id = t.task_id, attempt = t.attempt, state = ?t.state, "lease expired");
+            entry.progress.remove(&t.task_id);
+            if let Some(mem) = entry.tasks.get_mut(t.task_id as usize) {
+                *mem = t.clone();
+            }
+            if t.state == TaskState::Pending {
+                entry.pending.push_back(t.task_id);
+            }
+            if entry.all_ended() && entry.record.state == JobState::Running {
+                finished.push(t.job_id.clone());
+            }
+        }
+        drop(inner);
+        finished.dedup();
+        for id in finished {
+            self.clone().spawn_finalize(id).await;
+        }
+        Ok(changed.len())
+    }
+
+    async fn spawn_finalize(self: Arc<Self>, job_id: String) {
+        let (record, spec, tasks) = {
+            let mut inner = self.inner.lock().await;
+            let Some(e) = inner.job_mut(&job_id) else {
+                return;
+            };
+            if e.record.state.is_terminal() {
+                return;
+            }
+            e.record.state = JobState::Finalizing;
+            (e.record.clone(), e.spec.clone(), e.tasks.clone())
+        };
+        let _ = self.store.update_job(&record).await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let failed: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Failed)
+                .map(|t| format!("task {}: {}", t.task_id, t.last_error))
+                .collect();
+            let result = (this.finalizer)(record.clone(), spec, tasks).await;
+            let mut inner = this.inner.lock().await;
+            let Some(e) = inner.job_mut(&record.id) else {
+                return;
+            };
+            if e.record.state != JobState::Finalizing {
+                return;
+            }
+            e.record.finished_ms = now_ms();
+            match result {
+                Ok(()) if failed.is_empty() => e.record.state = JobState::Succeeded,
+                Ok(()) => {
+                    e.record.state = JobState::Failed;
+                    e.record.error = format!(
+                        "{} of {} tasks failed: {}",
+                        failed.len(),
+                        e.tasks.len(),
+                        failed.into_iter().take(5).collect::<Vec<_>>().join("; ")
+                    );
+                }
+                Err(err) => {
+                    e.record.state = JobState::Failed;
+                    e.record.error = format!("finalizing: {err}");
+                }
+            }
+            let rec = e.record.clone();
+            drop(inner);
+            if let Err(err) = this.store.update_job(&rec).await {
+                tracing::error!(job = %rec.id, error = %err, "cannot store final job state");
+            }
+            tracing::info!(job = %rec.id, state = rec.state.as_str(), error = %rec.error, "job finished");
+            this.changed.notify_waiters();
+        });
+    }
+
+    pub async fn cancel(&self, job_id: &str) -> Result<bool, SchedError> {
+        let mut inner = self.inner.lock().await;
+        let Some(e) = inner.job_mut(job_id) else {
+            return Err(SchedError::NoJob(job_id.into()));
+        };
+        if e.record.state.is_terminal() {
+            return Ok(false);
+        }
+        e.record.state = JobState::Cancelled;
+        e.record.finished_ms = now_ms();
+        e.pending.clear();
+        let rec = e.record.clone();
+        drop(inner);
+        self.store.update_job(&rec).await?;
+        self.changed.notify_waiters();
+        tracing::info!(job = job_id, "job cancelled");
+        Ok(true)
+    }
+
+    pub async fn job(&self, id: &str) -> Option<JobView> {
+        self.inner.lock().await.job(id).map(|e| e.view())
+    }
+
+    pub async fn jobs(&self) -> Vec<JobView> {
+        self.inner
+            .lock()
+            .await
+            .jobs
+            .values()
+            .map(|e| e.view())
+            .collect()
+    }
+
+    pub async fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner.lock().await.workers.values().cloned().collect()
+    }
+
+    /// True when every known job has ended (used by all-in-one runs to stop workers).
+    pub async fn all_terminal(&self) -> bool {
+        self.inner
+            .lock()
+            .await
+            .jobs
+            .values()
+            .all(|e| e.record.state.is_terminal())
+    }
+
+    /// Waits until something changes (a completion, a job ending) or the timeout passes.
+    pub async fn wait_change(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
+    }
+
+    /// Background loop: requeue expired leases twice a second until the token is cancelled.
+    pub fn spawn_expiry_loop(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if let Err(e) = this.requeue_expired().await {
+                    tracing::warn!(error = %e, "requeue of expired leases failed");
+                }
+            }
+        })
+    }
+}

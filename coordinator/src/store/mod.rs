@@ -1,0 +1,91 @@
+//! The scheduler's durable state, behind one trait shaped around the scheduler's operations.
+//!
+//! Every state change is checked against the stored state (a claim must find the task pending
+//! at the expected attempt; a completion must match the current attempt), so two coordinators
+//! racing over one store — a deposed leader and its successor — cannot both win. The in-memory
+//! scheduler is rebuilt from [`TaskStore::load_all`] at start (crash-only design).
+
+pub mod conformance;
+pub mod embedded;
+
+use async_trait::async_trait;
+use synthforge_core::sink::WrittenFile;
+
+use crate::model::{JobRecord, TaskRecord, TaskStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stored state is not what the operation expected (lost race, stale attempt).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("state store I/O: {0}")]
+    Io(String),
+}
+
+/// Everything the store holds, for rebuilding the scheduler.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub jobs: Vec<JobRecord>,
+    pub tasks: Vec<TaskRecord>,
+}
+
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Creates a job and all its tasks (pending). Creating an existing job id is a conflict.
+    async fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError>;
+
+    /// Replaces a job's record (state changes, finish time, error).
+    async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError>;
+
+    /// Leases a pending task: requires state pending and stored attempt == `attempt - 1`.
+    async fn claim(
+        &self,
+        job_id: &str,
+        task_id: u64,
+        attempt: u32,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Extends a lease: requires state leased at `attempt`.
+    async fn renew(
+        &self,
+        job_id: &str,
+        task_id: u64,
+        attempt: u32,
+        deadline_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Marks done with the attempt's files: requires state leased at `attempt`.
+    async fn complete(
+        &self,
+        job_id: &str,
+        task_id: u64,
+        attempt: u32,
+        files: &[WrittenFile],
+        stats: &TaskStats,
+    ) -> Result<(), StoreError>;
+
+    /// Ends a lease with an error: back to pending (`retry`) or failed. Requires leased at
+    /// `attempt`.
+    async fn fail(
+        &self,
+        job_id: &str,
+        task_id: u64,
+        attempt: u32,
+        error: &str,
+        retry: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Returns every leased task whose deadline is before `now_ms` to pending (or failed once
+    /// the job's entry in `max_attempts` is reached, default 3); returns the tasks it changed.
+    async fn requeue_expired(
+        &self,
+        now_ms: u64,
+        max_attempts: &std::collections::HashMap<String, u32>,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    async fn load_all(&self) -> Result<Snapshot, StoreError>;
+}

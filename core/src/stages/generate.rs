@@ -1,0 +1,158 @@
+//! `generate`: one prompt per seed row from a template (with variations), `samples` completions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::variations::{self, Variations};
+use super::{Item, Outcome, Stage, StageContext, StageError};
+use crate::backend::{Backend, GenRequest};
+use crate::record::{record_id, ChatMessage};
+use crate::spec::StageSpec;
+use crate::template::PromptTemplate;
+
+pub struct Generate {
+    name: String,
+    template: PromptTemplate,
+    system_prompt: Option<String>,
+    variations: Variations,
+    samples: u32,
+    backend: Arc<Backend>,
+    spec: StageSpec,
+    ctx: StageContext,
+}
+
+impl Generate {
+    pub fn new(spec: &StageSpec, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
+        let at = |m: String| StageError::Config(format!("pipeline[{index}]: {m}"));
+        let source = spec
+            .template
+            .as_deref()
+            .ok_or_else(|| at("`template` is required".into()))?;
+        let template = PromptTemplate::new(source).map_err(|e| at(e.to_string()))?;
+        let backend_name = spec
+            .backend
+            .as_deref()
+            .ok_or_else(|| at("`backend` is required".into()))?;
+        let variations = variations::parse(spec.params.get("variations")).map_err(at)?;
+        Ok(Generate {
+            name: spec.stage.clone(),
+            template,
+            system_prompt: spec.system_prompt.clone(),
+            variations,
+            samples: spec.samples.unwrap_or(1).max(1),
+            backend: ctx.backend(backend_name)?,
+            spec: spec.clone(),
+            ctx: ctx.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Stage for Generate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn extra_columns(&self) -> Vec<String> {
+        self.variations.keys().cloned().collect()
+    }
+
+    fn concurrency(&self) -> usize {
+        self.backend.concurrency_limit()
+    }
+
+    async fn process(&self, mut item: Item) -> Vec<Outcome> {
+        // Variations are drawn once per row; several samples share the prompt (so `n` works).
+        let chosen: BTreeMap<String, String> =
+            variations::choose(&self.variations, self.ctx.job.seed, item.seed.index, 0);
+        if !chosen.is_empty() {
+            item.context.insert(
+                "variation".into(),
+                serde_json::to_value(&chosen).expect("strings serialize"),
+            );
+            for (k, v) in &chosen {
+                item.context
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::String(v.clone()));
+            }
+        }
+        let prompt = match self.template.render(&Value::Object(item.context.clone())) {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = format!("{}: pipeline stage `{}`: {e}", item.seed.source, self.name);
+                return vec![Outcome::Failed(self.ctx.failure(&item, &self.name, msg))];
+            }
+        };
+        let mut messages = Vec::new();
+        if let Some(s) = &self.system_prompt {
+            messages.push(ChatMessage::new("system", s.clone()));
+        }
+        messages.push(ChatMessage::new("user", prompt.clone()));
+        let req = GenRequest {
+            messages: messages.clone(),
+            prompt: None,
+            max_tokens: self.spec.max_tokens,
+            temperature: self.spec.temperature,
+            top_p: self.spec.top_p,
+            n: Some(self.samples),
+            stop: self.spec.stop.clone(),
+            seed: Some(self.ctx.job.seed ^ item.seed.index),
+            response_format: self.spec.params.get("response_format").cloned(),
+        };
+        let resp = match self.backend.generate(&req).await {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("{}: {e}", item.seed.source);
+                return vec![Outcome::Failed(self.ctx.failure(&item, &self.name, msg))];
+            }
+        };
+        let n = resp.choices.len().max(1) as u64;
+        resp.choices
+            .into_iter()
+            .enumerate()
+            .map(|(i, choice)| {
+                let mut it = item.clone();
+                let r = &mut it.record;
+                r.id = record_id(
+                    &self.ctx.job.name,
+                    self.ctx.job.seed,
+                    item.seed.index,
+                    &self.name,
+                    i as u32,
+                );
+                r.stage = self.name.clone();
+                r.sample_index = i as u32;
+                r.prompt = Some(prompt.clone());
+                let mut msgs = messages.clone();
+                msgs.push(ChatMessage::new("assistant", choice.text.clone()));
+                r.messages = Some(msgs);
+                r.completion = choice.text.clone();
+                r.model = self.backend.model().to_string();
+                r.backend_model = resp.model.clone();
+                r.finish_reason = choice.finish_reason;
+                // Usage is per request; split over samples so totals add up.
+                r.prompt_tokens = if i == 0 { resp.prompt_tokens } else { 0 };
+                r.completion_tokens = resp.completion_tokens / n
+                    + if (i as u64) < resp.completion_tokens % n {
+                        1
+                    } else {
+                        0
+                    };
+                r.latency_ms = resp.latency_ms;
+                r.template_hash = self.template.hash().to_string();
+                r.temperature = self.spec.temperature.or(self.backend.spec().temperature);
+                r.top_p = self.spec.top_p.or(self.backend.spec().top_p);
+                r.max_tokens = self.spec.max_tokens.or(self.backend.spec().max_tokens);
+                for (k, v) in &chosen {
+                    r.extra.insert(k.clone(), v.clone());
+                }
+                it.context
+                    .insert("completion".into(), Value::String(choice.text));
+                Outcome::Keep(it)
+            })
+            .collect()
+    }
+}

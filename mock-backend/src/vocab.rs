@@ -1,0 +1,43 @@
+//! The word list generated prose is drawn from.
+
+/// A few hundred ordinary English words (nouns, verbs, adjectives, adverbs,
+/// prepositions, pronouns), each a single token, so generated text reads like
+/// prose and its word count is its token count.
+#[rustfmt::skip]
+pub const VOCAB: &[&str] = &[
+    "the", "a", "an", "this", "that", "these", "those", "some", "many", "few", "every", "each",
+    "other", "another", "such", "most", "more", "less", "all", "both", "time", "year", "people",
+    "way", "day", "man", "woman", "child", "world", "life", "hand", "part", "place", "case", "week",
+    "company", "system", "program", "question", "work", "government", "number", "night", "point",
+    "home", "water", "room", "mother", "area", "money", "story", "fact", "month", "lot", "right",
+    "study", "book", "eye", "job", "word", "business", "issue", "side", "kind", "head", "house",
+    "service", "friend", "father", "power", "hour", "game", "line", "end", "member", "law", "car",
+    "city", "community", "name", "president", "team", "minute", "idea", "kid", "body",
+    "information", "back", "parent", "face", "others", "level", "office", "door", "health",
+    "person", "art", "war", "history", "party", "result", "change", "morning", "reason", "research",
+    "girl", "guy", "moment", "air", "teacher", "force", "education", "river", "garden", "market",
+    "letter", "window", "music", "paper", "road", "field", "light", "energy", "language", "plan",
+    "method", "model", "data", "answer", "problem", "example", "process", "network", "value",
+    "season", "picture", "table", "kitchen", "forest", "bridge", "is", "was", "are", "were", "has",
+    "had", "does", "did", "can", "could", "will", "would", "should", "may", "might", "must", "say",
+    "get", "make", "go", "know", "take", "see", "come", "think", "look", "want", "give", "use",
+    "find", "tell", "ask", "seem", "feel", "try", "leave", "call", "keep", "let", "begin", "help",
+    "talk", "turn", "start", "show", "hear", "play", "run", "move", "like", "live", "believe",
+    "hold", "bring", "happen", "write", "provide", "sit", "stand", "lose", "pay", "meet", "include",
+    "continue", "set", "learn", "lead", "understand", "watch", "follow", "stop", "create", "speak",
+    "read", "allow", "add", "spend", "grow", "open", "walk", "win", "offer", "remember", "consider",
+    "appear", "buy", "wait", "serve", "build", "stay", "reach", "explain", "describe", "improve",
+    "measure", "good", "new", "first", "last", "long", "great", "little", "own", "old", "big",
+    "high", "different", "small", "large", "next", "early", "young", "important", "public", "bad",
+    "same", "able", "simple", "clear", "careful", "quiet", "bright", "common", "useful", "strong",
+    "local", "recent", "certain", "free", "full", "real", "special", "easy", "whole", "short",
+    "major", "human", "natural", "modern", "green", "warm", "gentle", "steady", "often", "always",
+    "never", "sometimes", "usually", "also", "still", "just", "only", "really", "very", "quite",
+    "almost", "already", "together", "perhaps", "however", "indeed", "then", "now", "here", "there",
+    "soon", "later", "again", "once", "rather", "clearly", "in", "on", "at", "by", "for", "with",
+    "about", "against", "between", "into", "through", "during", "before", "after", "above", "below",
+    "from", "under", "over", "without", "within", "along", "across", "behind", "beyond", "around",
+    "toward", "and", "but", "or", "so", "because", "while", "although", "when", "where", "if",
+    "unless", "since", "until", "we", "they", "it", "she", "he", "you", "our", "their", "its",
+    "her", "his", "your", "who", "which", "what", "how", "why",
+];

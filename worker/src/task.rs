@@ -1,0 +1,322 @@
+//! Running one leased task: read seed rows, run the pipeline, stream records to Parquet,
+//! heartbeat meanwhile, and commit (complete) — or clean up if the lease is lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use synthforge_core::backend::Backend;
+use synthforge_core::record::FailureRecord;
+use synthforge_core::seed::{self, SeedItem, TaskSlice};
+use synthforge_core::sink::TaskSink;
+use synthforge_core::spec::{InputFormat, JobSpec};
+use synthforge_core::stages::{self, Outcome, StageContext};
+use synthforge_core::storage;
+use synthforge_proto as pb;
+
+use crate::client::CoordinatorClient;
+
+/// Backends are kept per job across its tasks: connection pools, counters and (adaptive)
+/// concurrency limits survive task boundaries.
+#[derive(Default)]
+pub struct BackendCache {
+    by_job: tokio::sync::Mutex<HashMap<String, HashMap<String, Arc<Backend>>>>,
+}
+
+impl BackendCache {
+    async fn get(
+        &self,
+        job_id: &str,
+        spec: &JobSpec,
+    ) -> Result<HashMap<String, Arc<Backend>>, String> {
+        let mut m = self.by_job.lock().await;
+        if let Some(b) = m.get(job_id) {
+            return Ok(b.clone());
+        }
+        let mut out = HashMap::new();
+        for (name, bspec) in &spec.backends {
+            let b = Backend::new(name, bspec).map_err(|e| e.to_string())?;
+            out.insert(name.clone(), Arc::new(b));
+        }
+        // Fail fast with a clear message on a model the server does not serve.
+        for b in out.values() {
+            b.check_model().await.map_err(|e| e.to_string())?;
+        }
+        m.insert(job_id.to_string(), out.clone());
+        Ok(out)
+    }
+}
+
+/// How a task ended, from the worker's side.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TaskEnd {
+    Completed { rows_out: u64, rows_failed: u64 },
+    Rejected(String),
+    LeaseLost,
+    Failed(String),
+    Aborted,
+}
+
+pub fn slice_from_pb(p: &pb::TaskInput) -> Result<TaskSlice, String> {
+    Ok(TaskSlice {
+        object_url: p.object_url.clone(),
+        format: InputFormat::parse(&p.format)
+            .ok_or_else(|| format!("unknown input format `{}`", p.format))?,
+        row_start: p.row_start,
+        row_count: p.row_count,
+        byte_start: p.byte_start,
+        byte_end: p.byte_end,
+        row_groups: p.row_groups.clone(),
+        global_row_start: p.global_row_start,
+    })
+}
+
+pub struct TaskRunner {
+    pub worker_id: String,
+    pub client: Arc<CoordinatorClient>,
+    pub backends: Arc<BackendCache>,
+    pub heartbeat_every: Duration,
+}
+
+impl TaskRunner {
+    /// Runs the lease to its end. `abort` set from outside (shutdown past its grace) stops the
+    /// task and hands it back.
+    pub async fn run(&self, lease: pb::TaskLease, abort: Arc<AtomicBool>) -> TaskEnd {
+        let span = tracing::info_span!("task", job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt);
+        let _enter = span.enter();
+        drop(_enter);
+        let stop = Arc::new(AtomicBool::new(false));
+        let rows_done = Arc::new(AtomicU64::new(0));
+        let hb = self.spawn_heartbeat(&lease, stop.clone(), rows_done.clone());
+        let end = self.execute(&lease, &stop, &abort, &rows_done).await;
+        hb.abort();
+        let end = match end {
+            Err(e) => {
+                let permanent = false;
+                let _ = self
+                    .client
+                    .fail(pb::FailRequest {
+                        worker_id: self.worker_id.clone(),
+                        job_id: lease.job_id.clone(),
+                        task_id: lease.task_id,
+                        attempt: lease.attempt,
+                        error: e.clone(),
+                        permanent,
+                    })
+                    .await;
+                TaskEnd::Failed(e)
+            }
+            Ok(end) => end,
+        };
+        if end == TaskEnd::Aborted {
+            let _ = self
+                .client
+                .fail(pb::FailRequest {
+                    worker_id: self.worker_id.clone(),
+                    job_id: lease.job_id.clone(),
+                    task_id: lease.task_id,
+                    attempt: lease.attempt,
+                    error: format!("worker {} shut down before finishing", self.worker_id),
+                    permanent: false,
+                })
+                .await;
+        }
+        end
+    }
+
+    fn spawn_heartbeat(
+        &self,
+        lease: &pb::TaskLease,
+        stop: Arc<AtomicBool>,
+        rows_done: Arc<AtomicU64>,
+    ) -> tokio::task::JoinHandle<()> {
+        let client = self.client.clone();
+        let every = self.heartbeat_every;
+        let req = pb::HeartbeatRequest {
+            worker_id: self.worker_id.clone(),
+            job_id: lease.job_id.clone(),
+            task_id: lease.task_id,
+            attempt: lease.attempt,
+            progress: None,
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let mut r = req.clone();
+                r.progress = Some(pb::TaskProgress {
+                    rows_done: rows_done.load(Ordering::Relaxed),
+                    ..Default::default()
+                });
+                match client.heartbeat(r).await {
+                    Ok(resp) if !resp.keep_going => {
+                        tracing::warn!(job = %req.job_id, task_id = req.task_id, attempt = req.attempt, "lease lost; stopping task");
+                        stop.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+            }
+        })
+    }
+
+    async fn execute(
+        &self,
+        lease: &pb::TaskLease,
+        stop: &AtomicBool,
+        abort: &AtomicBool,
+        rows_done: &AtomicU64,
+    ) -> Result<TaskEnd, String> {
+        let spec = Arc::new(
+            JobSpec::from_yaml(&lease.job_spec_yaml, &lease.job_id).map_err(|e| e.to_string())?,
+        );
+        let slice = slice_from_pb(lease.input.as_ref().ok_or("lease without input")?)?;
+        let backends = self.backends.get(&lease.job_id, &spec).await?;
+        let ctx = StageContext {
+            job_id: lease.job_id.clone(),
+            job: spec.clone(),
+            task_id: lease.task_id,
+            backends,
+        };
+        let mut stage_list = Vec::new();
+        for (i, s) in spec.pipeline.iter().enumerate() {
+            stage_list.push(stages::build_stage(s, i, &ctx).map_err(|e| e.to_string())?);
+        }
+        let mut extra: Vec<String> = stage_list.iter().flat_map(|s| s.extra_columns()).collect();
+        extra.sort();
+        extra.dedup();
+        let root = storage::open(&spec.output.path).map_err(|e| e.to_string())?;
+        let mut sink = TaskSink::new(
+            &root,
+            lease.task_id,
+            lease.attempt,
+            extra,
+            &spec.output.compression,
+            spec.output.batch_rows,
+        )
+        .map_err(|e| e.to_string())?;
+
+        let seeds = seed::read_task_rows(&spec.input, &slice)
+            .await
+            .map_err(|e| e.to_string())?;
+        let rows_in = seeds.len() as u64;
+        let mut items = Vec::with_capacity(seeds.len());
+        let mut failed_rows = 0u64;
+        for s in seeds {
+            match s {
+                SeedItem::Row(r) => items.push(stages::seed_item(&ctx, r)),
+                SeedItem::Bad(b) => {
+                    failed_rows += 1;
+                    rows_done.fetch_add(1, Ordering::Relaxed);
+                    sink.push_failure(FailureRecord {
+                        seed_id: format!("row-{}", b.index),
+                        row_index: b.index,
+                        source: b.source,
+                        stage: "read".into(),
+                        error: b.error,
+                        input: b.raw,
+                        job_id: lease.job_id.clone(),
+                        task_id: lease.task_id,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        let mut stream = crate::pipeline::run_stages(items, stage_list);
+        let mut rows_out = 0u64;
+        let mut removed: BTreeMap<String, u64> = BTreeMap::new();
+        let mut ptok: BTreeMap<String, u64> = BTreeMap::new();
+        let mut ctok: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
+        while let Some(o) = stream.next().await {
+            if stop.load(Ordering::Relaxed) {
+                drop(stream);
+                sink.abort().await;
+                return Ok(TaskEnd::LeaseLost);
+            }
+            if abort.load(Ordering::Relaxed) {
+                drop(stream);
+                sink.abort().await;
+                return Ok(TaskEnd::Aborted);
+            }
+            match o {
+                Outcome::Keep(item) => {
+                    let r = item.record;
+                    if r.sample_index == 0 {
+                        rows_done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    prompt_tokens += r.prompt_tokens;
+                    completion_tokens += r.completion_tokens;
+                    *ptok.entry(r.model.clone()).or_default() += r.prompt_tokens;
+                    *ctok.entry(r.model.clone()).or_default() += r.completion_tokens;
+                    rows_out += 1;
+                    sink.push(r).await.map_err(|e| e.to_string())?;
+                }
+                Outcome::Removed { item, reason } => {
+                    if item.record.sample_index == 0 {
+                        rows_done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    *removed.entry(reason).or_default() += 1;
+                }
+                Outcome::Failed(f) => {
+                    rows_done.fetch_add(1, Ordering::Relaxed);
+                    failed_rows += 1;
+                    sink.push_failure(f).await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        drop(stream);
+        if stop.load(Ordering::Relaxed) {
+            sink.abort().await;
+            return Ok(TaskEnd::LeaseLost);
+        }
+        let files = sink.finish().await.map_err(|e| e.to_string())?;
+        let stats = pb::TaskStats {
+            rows_in,
+            rows_out,
+            rows_failed: failed_rows,
+            prompt_tokens,
+            completion_tokens,
+            removed: removed.into_iter().collect(),
+            prompt_tokens_by_model: ptok.into_iter().collect(),
+            completion_tokens_by_model: ctok.into_iter().collect(),
+            pii_redactions: Default::default(),
+        };
+        let resp = self
+            .client
+            .complete(pb::CompleteRequest {
+                worker_id: self.worker_id.clone(),
+                job_id: lease.job_id.clone(),
+                task_id: lease.task_id,
+                attempt: lease.attempt,
+                files: files
+                    .iter()
+                    .map(|f| pb::OutputFile {
+                        path: f.path.clone(),
+                        rows: f.rows,
+                        bytes: f.bytes,
+                        kind: f.kind.clone(),
+                    })
+                    .collect(),
+                stats: Some(stats),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.accepted {
+            // Fenced off: our files must never be mistaken for part of the dataset.
+            tracing::warn!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, reason = %resp.reason, "completion rejected; deleting our output");
+            for f in &files {
+                let loc = root.child(&f.path);
+                let _ = object_store::ObjectStoreExt::delete(loc.store.as_ref(), &loc.path).await;
+            }
+            return Ok(TaskEnd::Rejected(resp.reason));
+        }
+        Ok(TaskEnd::Completed {
+            rows_out,
+            rows_failed: failed_rows,
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! The worker loop: register, lease, run tasks (a few at once so a backend never idles at a
+//! task boundary), and shut down gracefully: on a shutdown signal stop leasing, let running
+//! tasks finish within the grace period, then hand back what is left.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use synthforge_proto as pb;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::client::{ClientError, CoordinatorClient};
+use crate::task::{BackendCache, TaskEnd, TaskRunner};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub id: String,
+    /// Coordinator gRPC URLs; the worker follows whichever answers (leader failover).
+    pub coordinators: Vec<String>,
+    pub token: Option<String>,
+    /// Tasks run at once by this worker.
+    pub parallel_tasks: usize,
+    /// Exit when the coordinator has nothing to lease (and says so).
+    pub exit_when_idle: bool,
+    pub grace: Duration,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct WorkerSummary {
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub tasks_rejected: u64,
+    pub rows_out: u64,
+}
+
+/// Runs until the coordinator says shut down, or `shutdown` flips to true.
+pub async fn run_worker(
+    cfg: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<WorkerSummary, ClientError> {
+    let client = Arc::new(CoordinatorClient::new(
+        &cfg.coordinators,
+        cfg.token.clone(),
+    )?);
+    let reg = client
+        .register(pb::RegisterRequest {
+            worker_id: cfg.id.clone(),
+            address: hostname(),
+            slots: cfg.parallel_tasks as u32,
+        })
+        .await?;
+    let runner = Arc::new(TaskRunner {
+        worker_id: cfg.id.clone(),
+        client: client.clone(),
+        backends: Arc::new(BackendCache::default()),
+        heartbeat_every: Duration::from_millis(reg.heartbeat_interval_ms.clamp(100, 30_000)),
+    });
+    tracing::info!(worker = %cfg.id, "worker registered");
+    let abort = Arc::new(AtomicBool::new(false));
+    let mut running: JoinSet<TaskEnd> = JoinSet::new();
+    let mut summary = WorkerSummary::default();
+    let parallel = cfg.parallel_tasks.max(1);
+    loop {
+        while let Some(done) = running.try_join_next() {
+            tally(&mut summary, done);
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if running.len() >= parallel {
+            tokio::select! {
+                Some(done) = running.join_next() => tally(&mut summary, done),
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let resp = match client
+            .lease(pb::LeaseRequest {
+                worker_id: cfg.id.clone(),
+            })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match resp.lease {
+            Some(lease) => {
+                let r = runner.clone();
+                let a = abort.clone();
+                running.spawn(async move { r.run(lease, a).await });
+            }
+            None => {
+                if resp.shutdown && running.is_empty() {
+                    tracing::info!(worker = %cfg.id, "coordinator reports no work left; exiting");
+                    break;
+                }
+                let wait = Duration::from_millis(resp.retry_after_ms.clamp(50, 5_000));
+                tokio::select! {
+                    Some(done) = running.join_next(), if !running.is_empty() => tally(&mut summary, done),
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    if !running.is_empty() {
+        tracing::info!(worker = %cfg.id, tasks = running.len(), grace_s = cfg.grace.as_secs_f64(), "shutting down: finishing running tasks");
+        let deadline = tokio::time::sleep(cfg.grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = running.join_next() => match next {
+                    Some(done) => tally(&mut summary, done),
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    tracing::warn!(worker = %cfg.id, "grace period over: handing back unfinished tasks");
+                    abort.store(true, Ordering::Relaxed);
+                    while let Some(done) = running.join_next().await {
+                        tally(&mut summary, done);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn tally(s: &mut WorkerSummary, r: Result<TaskEnd, tokio::task::JoinError>) {
+    match r {
+        Ok(TaskEnd::Completed { rows_out, .. }) => {
+            s.tasks_completed += 1;
+            s.rows_out += rows_out;
+        }
+        Ok(TaskEnd::Rejected(_)) | Ok(TaskEnd::LeaseLost) => s.tasks_rejected += 1,
+        Ok(TaskEnd::Failed(e)) => {
+            tracing::warn!(error = %e, "task failed");
+            s.tasks_failed += 1;
+        }
+        Ok(TaskEnd::Aborted) => s.tasks_failed += 1,
+        Err(e) => {
+            tracing::error!(error = %e, "task panicked");
+            s.tasks_failed += 1;
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()))
+        .unwrap_or_else(|_| "unknown".into())
+}
