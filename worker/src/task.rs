@@ -228,6 +228,14 @@ impl TaskRunner {
         let mut stream = crate::pipeline::run_stages(items, stage_list);
         let mut rows_out = 0u64;
         let mut removed: BTreeMap<String, u64> = BTreeMap::new();
+        let mut pii: BTreeMap<String, u64> = BTreeMap::new();
+        let mut count_pii = |counters: &BTreeMap<String, u64>| {
+            for (k, v) in counters {
+                if let Some(kind) = k.strip_prefix("pii:") {
+                    *pii.entry(kind.to_string()).or_default() += v;
+                }
+            }
+        };
         let mut ptok: BTreeMap<String, u64> = BTreeMap::new();
         let mut ctok: BTreeMap<String, u64> = BTreeMap::new();
         let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
@@ -244,6 +252,7 @@ impl TaskRunner {
             }
             match o {
                 Outcome::Keep(item) => {
+                    count_pii(&item.counters);
                     let r = item.record;
                     if r.sample_index == 0 {
                         rows_done.fetch_add(1, Ordering::Relaxed);
@@ -256,6 +265,7 @@ impl TaskRunner {
                     sink.push(r).await.map_err(|e| e.to_string())?;
                 }
                 Outcome::Removed { item, reason } => {
+                    count_pii(&item.counters);
                     if item.record.sample_index == 0 {
                         rows_done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -283,7 +293,7 @@ impl TaskRunner {
             removed: removed.into_iter().collect(),
             prompt_tokens_by_model: ptok.into_iter().collect(),
             completion_tokens_by_model: ctok.into_iter().collect(),
-            pii_redactions: Default::default(),
+            pii_redactions: pii.into_iter().collect(),
         };
         let resp = self
             .client

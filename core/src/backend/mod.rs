@@ -94,6 +94,35 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A point-in-time view of one endpoint, for heartbeats, the dashboard and metrics.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EndpointSnapshot {
+    pub url: String,
+    /// Current concurrency limit of this endpoint (adaptive or fixed).
+    pub limit: u64,
+    pub in_flight: u64,
+    pub requests_ok: u64,
+    /// Error responses by HTTP status (0 = transport error / timeout).
+    pub errors_by_code: std::collections::BTreeMap<u16, u64>,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    /// Taken out of rotation after repeated failures (probed back in later).
+    pub ejected: bool,
+}
+
+/// A point-in-time view of a named backend.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BackendSnapshot {
+    pub name: String,
+    pub model: String,
+    pub limit: u64,
+    pub in_flight: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub retries: u64,
+    pub endpoints: Vec<EndpointSnapshot>,
+}
+
 #[derive(Debug)]
 pub struct Backend {
     name: String,
@@ -180,6 +209,30 @@ impl Backend {
     /// Current in-flight limit.
     pub fn concurrency_limit(&self) -> usize {
         self.limit
+    }
+
+    /// Live numbers for heartbeats, metrics and the dashboard.
+    pub fn snapshot(&self) -> BackendSnapshot {
+        let endpoints: Vec<EndpointSnapshot> = self
+            .endpoints
+            .iter()
+            .map(|e| EndpointSnapshot {
+                url: e.base.clone(),
+                limit: self.limit as u64,
+                in_flight: e.outstanding.load(Ordering::Relaxed),
+                ..Default::default()
+            })
+            .collect();
+        BackendSnapshot {
+            name: self.name.clone(),
+            model: self.spec.model.clone(),
+            limit: self.limit as u64,
+            in_flight: endpoints.iter().map(|e| e.in_flight).sum(),
+            prompt_tokens: self.counters.prompt_tokens.load(Ordering::Relaxed),
+            completion_tokens: self.counters.completion_tokens.load(Ordering::Relaxed),
+            retries: self.counters.retries.load(Ordering::Relaxed),
+            endpoints,
+        }
     }
 
     fn pick_endpoint(&self) -> &Endpoint {

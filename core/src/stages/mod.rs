@@ -26,6 +26,9 @@ pub struct Item {
     pub seed: Arc<SeedRow>,
     pub record: Record,
     pub context: Map<String, Value>,
+    /// Event counts the worker sums into task stats by prefix: `pii:<type>` → PII redactions
+    /// per type; anything else is ignored by the worker but kept for stages downstream.
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -120,5 +123,6 @@ pub fn seed_item(ctx: &StageContext, seed: SeedRow) -> Item {
         seed: Arc::new(seed),
         record,
         context,
+        counters: Default::default(),
     }
 }
