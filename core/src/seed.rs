@@ -56,6 +56,8 @@ pub struct SeedRow {
 #[derive(Debug, Clone)]
 pub struct BadRow {
     pub index: u64,
+    /// The row's id where it could still be read, else `None` (then `row-{index}`).
+    pub id: Option<String>,
     pub source: String,
     pub error: String,
     /// The raw content as far as it could be recovered (lossy UTF-8 for text).
@@ -139,14 +141,21 @@ async fn read_lines(
         let text = match std::str::from_utf8(line) {
             Ok(t) => t,
             Err(e) => {
+                let raw = String::from_utf8_lossy(line).into_owned();
+                // Keep the row's own id where the rest of the line still parses.
+                let id = serde_json::from_str::<Value>(&raw)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
+                    .map(|m| row_id(input, &m, index));
                 items.push(SeedItem::Bad(BadRow {
                     index,
+                    id,
                     source: source.clone(),
                     error: format!(
                         "{source}: invalid UTF-8 at byte {} of the line",
                         e.valid_up_to()
                     ),
-                    raw: String::from_utf8_lossy(line).into_owned(),
+                    raw,
                 }));
                 continue;
             }
@@ -163,6 +172,7 @@ async fn read_lines(
                 Ok(other) => {
                     items.push(SeedItem::Bad(BadRow {
                         index,
+                        id: None,
                         source: source.clone(),
                         error: format!(
                             "{source}: expected a JSON object, found {}",
@@ -175,6 +185,7 @@ async fn read_lines(
                 Err(e) => {
                     items.push(SeedItem::Bad(BadRow {
                         index,
+                        id: None,
                         source: source.clone(),
                         error: format!("{source}: invalid JSON: {e}"),
                         raw: text.to_string(),
@@ -270,6 +281,7 @@ async fn read_parquet(
             if let Some(error) = error {
                 items.push(SeedItem::Bad(BadRow {
                     index,
+                    id: None,
                     source,
                     error,
                     raw: String::new(),

@@ -3,8 +3,10 @@
 //! Templates are compiled once per task and rendered per row. Undefined variables are an
 //! error (strict mode): a typo in a column name must fail loudly, not send an empty prompt.
 
-use std::collections::HashSet;
 use std::sync::Arc;
+
+/// Names minijinja provides itself (loop helpers, globals); never reported as missing columns.
+const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "self", "super", "caller", "varargs", "kwargs"];
 
 use minijinja::{Environment, UndefinedBehavior};
 use sha2::{Digest, Sha256};
@@ -15,6 +17,8 @@ pub struct PromptTemplate {
     env: Arc<Environment<'static>>,
     hash: String,
     source: Arc<str>,
+    /// Top-level variables, computed once: checked per row to name a missing column.
+    vars: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for PromptTemplate {
@@ -31,6 +35,11 @@ pub enum TemplateError {
     Syntax(String),
     #[error("template render: {0}")]
     Render(String),
+    #[error("missing column {}: the template reads it but the row has no such field (row has: {})", .missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "), .present.join(", "))]
+    MissingColumn {
+        missing: Vec<String>,
+        present: Vec<String>,
+    },
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -56,10 +65,17 @@ impl PromptTemplate {
         env.add_template_owned("prompt", source.to_string())
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         let hash = hex::encode(&Sha256::digest(source.as_bytes())[..8]);
+        let vars = {
+            let t = env.get_template("prompt").expect("just added");
+            let mut v: Vec<String> = t.undeclared_variables(false).into_iter().collect();
+            v.sort();
+            v
+        };
         Ok(PromptTemplate {
             env: Arc::new(env),
             hash,
             source: source.into(),
+            vars: Arc::new(vars),
         })
     }
 
@@ -74,14 +90,26 @@ impl PromptTemplate {
 
     /// Top-level variables the template reads (seed columns and context keys).
     pub fn variables(&self) -> Vec<String> {
-        let t = self.env.get_template("prompt").expect("added in new()");
-        let vars: HashSet<String> = t.undeclared_variables(false);
-        let mut v: Vec<String> = vars.into_iter().collect();
-        v.sort();
-        v
+        self.vars.as_ref().clone()
     }
 
+    /// Renders; a top-level variable absent from `ctx` (or null) is reported by name, so a row
+    /// without its text column fails with "missing column `text`", not a generic render error.
     pub fn render(&self, ctx: &serde_json::Value) -> Result<String, TemplateError> {
+        if let Some(obj) = ctx.as_object() {
+            let missing: Vec<String> = self
+                .vars
+                .iter()
+                .filter(|v| obj.get(v.as_str()).is_none_or(|x| x.is_null()))
+                .filter(|v| !BUILTINS.contains(&v.as_str()))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                let mut present: Vec<String> = obj.keys().cloned().collect();
+                present.sort();
+                return Err(TemplateError::MissingColumn { missing, present });
+            }
+        }
         let t = self.env.get_template("prompt").expect("added in new()");
         t.render(ctx)
             .map_err(|e| TemplateError::Render(describe(&e)))
@@ -108,7 +136,7 @@ mod tests {
     fn missing_column_is_an_error_naming_it() {
         let t = PromptTemplate::new("About {{ txet }}").unwrap();
         let e = t.render(&json!({"text": "bees"})).unwrap_err().to_string();
-        assert!(e.contains("undefined"), "{e}");
+        assert!(e.contains("missing column `txet`") && e.contains("text"), "{e}");
     }
 
     #[test]

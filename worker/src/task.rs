@@ -211,7 +211,7 @@ impl TaskRunner {
                     failed_rows += 1;
                     rows_done.fetch_add(1, Ordering::Relaxed);
                     sink.push_failure(FailureRecord {
-                        seed_id: format!("row-{}", b.index),
+                        seed_id: b.id.clone().unwrap_or_else(|| format!("row-{}", b.index)),
                         row_index: b.index,
                         source: b.source,
                         stage: "read".into(),

@@ -53,6 +53,25 @@ pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
         }
     };
     let rows = read_task_rows(&spec.input, &slice).await?;
+    // The configured columns must exist in the input (checked on the first readable row).
+    if let Some(SeedItem::Row(row)) = rows.iter().find(|r| matches!(r, SeedItem::Row(_))) {
+        let mut cols: Vec<&str> = row.columns.keys().map(|c| c.as_str()).collect();
+        cols.sort();
+        let mut wanted = vec![("input.text_column", spec.input.text_column.as_str())];
+        if let Some(id) = &spec.input.id_column {
+            wanted.push(("input.id_column", id.as_str()));
+        }
+        for (field, col) in wanted {
+            if spec.input.format != InputFormat::Text && !row.columns.contains_key(col) {
+                anyhow::bail!(
+                    "{file}: field `{field}`: column `{col}` is not in {} ({}; columns: {})",
+                    first.url,
+                    row.source,
+                    cols.join(", ")
+                );
+            }
+        }
+    }
     println!(
         "{file}: valid; input {} object(s), first {}",
         objects.len(),

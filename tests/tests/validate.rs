@@ -1,0 +1,82 @@
+//! `synthforge validate`: renders the first prompts of a good job, and rejects bad jobs before
+//! anything runs with a message naming what is wrong.
+
+use std::path::Path;
+
+use synthforge_tests::*;
+
+/// Nothing listens here: validate must not call the backend.
+const UNUSED_BACKEND: &str = "http://127.0.0.1:9/v1";
+
+fn seeded_job(dir: &Path) -> JobSpec {
+    let seeds = dir.join("seeds.parquet");
+    write_parquet_seed(&seeds, 10, 5);
+    JobSpec::new(&seeds, SeedFormat::Parquet, UNUSED_BACKEND, dir.join("out"))
+}
+
+fn validate(dir: &Path, job: &JobSpec) -> Finished {
+    let job_file = job.write_to(dir);
+    synthforge(["validate"])
+        .arg(job_file)
+        .run_to_end(QUICK_TIMEOUT)
+}
+
+#[test]
+fn validate_renders_first_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = seeded_job(dir.path());
+    let done = validate(dir.path(), &job);
+    done.assert_success();
+    let first = JobSpec::expected_prompt(&seed_text(0));
+    assert!(
+        done.stdout.contains(&first),
+        "expected the first rendered prompt {first:?}\n{}",
+        done.describe()
+    );
+    assert!(
+        !dir.path().join("out").join("_manifest.json").exists(),
+        "validate must not run the job"
+    );
+}
+
+#[test]
+fn validate_rejects_template_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = seeded_job(dir.path());
+    job.template = "Write a short lesson about: {{ text ".into();
+    let done = validate(dir.path(), &job);
+    done.assert_failure();
+    assert!(
+        done.combined().contains("pipeline[0].template"),
+        "the error must name the field pipeline[0].template\n{}",
+        done.describe()
+    );
+}
+
+#[test]
+fn validate_rejects_template_referencing_missing_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = seeded_job(dir.path());
+    job.template = "Write a short lesson about {{ topic }} for {{ text }}".into();
+    let done = validate(dir.path(), &job);
+    done.assert_failure();
+    assert!(
+        done.combined().contains("topic"),
+        "the error must name the missing column `topic`\n{}",
+        done.describe()
+    );
+}
+
+#[test]
+fn validate_rejects_missing_text_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = seeded_job(dir.path());
+    job.text_column = "body".into();
+    let done = validate(dir.path(), &job);
+    done.assert_failure();
+    assert!(
+        done.combined().contains("body"),
+        "the error must name the missing column `body`\n{}",
+        done.describe()
+    );
+}
