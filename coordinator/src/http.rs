@@ -1,16 +1,23 @@
-//! The coordinator's HTTP side: health probes, the JSON API and Prometheus metrics.
+//! The coordinator's HTTP side: health probes, the dashboard page, the JSON API behind it
+//! (documented in docs/api.md) and Prometheus metrics.
+//!
+//! Read access is open (dashboards inside a cluster); the one mutating call, cancel, needs the
+//! job-API bearer token when the coordinator has one.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Serialize;
 
+use crate::dashboard;
 use crate::grpc::Auth;
 use crate::metrics;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{JobView, Scheduler, WorkerInfo};
+use crate::timeseries::{EndpointView, RatePoint, SampleRow, WorkerBackends};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -20,8 +27,26 @@ pub struct HttpState {
     pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Builds the HTTP routes. Inside a Tokio runtime it also starts the dashboard's sampler,
+/// which stops by itself once the scheduler is dropped.
 pub fn router(state: HttpState) -> Router {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        dashboard::spawn_sampler(Arc::downgrade(&state.sched));
+    }
     Router::new()
+        .route(
+            "/",
+            get(|| asset("text/html; charset=utf-8", dashboard::INDEX_HTML)),
+        )
+        .route(
+            "/app.js",
+            get(|| asset("text/javascript; charset=utf-8", dashboard::APP_JS)),
+        )
+        .route(
+            "/app.css",
+            get(|| asset("text/css; charset=utf-8", dashboard::APP_CSS)),
+        )
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
@@ -29,7 +54,27 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/jobs/{id}", get(get_job))
         .route("/api/jobs/{id}/cancel", post(cancel_job))
         .route("/api/workers", get(list_workers))
+        .route("/api/backends", get(list_backends))
         .with_state(state)
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // The page loads only its own script and style: injected markup could not run
+            // scripts even if some text were ever inserted as HTML by mistake.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                 connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn readyz(State(s): State<HttpState>) -> Response {
@@ -40,13 +85,97 @@ async fn readyz(State(s): State<HttpState>) -> Response {
     }
 }
 
+/// A job as the API shows it: the scheduler's view plus live rates and ETA.
+#[derive(Serialize)]
+pub struct JobOut {
+    #[serde(flatten)]
+    pub view: JobView,
+    /// Seed rows finished (completed tasks plus progress of running ones).
+    pub rows_done: u64,
+    /// `rows_done / rows_total`, 0..1 (1 for an empty job).
+    pub progress: f64,
+    pub rows_per_s: f64,
+    pub tokens_per_s: f64,
+    /// Seconds to go at the current rate; `null` when unknown (no rate yet) or ended.
+    pub eta_s: Option<f64>,
+}
+
+/// `/api/jobs/{id}`: the job plus its history, samples and backends.
+#[derive(Serialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: JobOut,
+    pub series: Vec<RatePoint>,
+    pub samples: Vec<SampleRow>,
+    pub backends: Vec<EndpointView>,
+}
+
+/// A worker as the API shows it.
+#[derive(Serialize)]
+pub struct WorkerOut {
+    #[serde(flatten)]
+    pub info: WorkerInfo,
+    pub rows_per_s: f64,
+    pub backends: Vec<WorkerBackends>,
+}
+
+fn job_out(s: &Scheduler, view: JobView) -> JobOut {
+    let rows_done = (view.stats.rows_in + view.rows_in_flight).min(view.record.rows_total);
+    let total = view.record.rows_total;
+    let progress = if total == 0 {
+        1.0
+    } else {
+        rows_done as f64 / total as f64
+    };
+    let running = !view.record.state.is_terminal();
+    let rate = if running {
+        s.telemetry.job_rate(&view.record.id)
+    } else {
+        RatePoint {
+            t_ms: 0,
+            rows_per_s: 0.0,
+            tokens_per_s: 0.0,
+        }
+    };
+    let eta_s = (running && rate.rows_per_s > 0.0)
+        .then(|| total.saturating_sub(rows_done) as f64 / rate.rows_per_s);
+    JobOut {
+        view,
+        rows_done,
+        progress,
+        rows_per_s: rate.rows_per_s,
+        tokens_per_s: rate.tokens_per_s,
+        eta_s,
+    }
+}
+
 async fn list_jobs(State(s): State<HttpState>) -> Response {
-    Json(s.sched.jobs().await).into_response()
+    let jobs: Vec<JobOut> = s
+        .sched
+        .jobs()
+        .await
+        .into_iter()
+        .map(|v| job_out(&s.sched, v))
+        .collect();
+    Json(jobs).into_response()
 }
 
 async fn get_job(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
     match s.sched.job(&id).await {
-        Some(v) => Json(v).into_response(),
+        Some(v) => {
+            let t = &s.sched.telemetry;
+            Json(JobDetail {
+                series: t.job_rates(&id),
+                samples: t.samples(&id),
+                backends: t
+                    .endpoints()
+                    .into_iter()
+                    .filter(|e| e.job_id == id)
+                    .collect(),
+                job: job_out(&s.sched, v),
+            })
+            .into_response()
+        }
         None => (StatusCode::NOT_FOUND, format!("no job `{id}`")).into_response(),
     }
 }
@@ -57,7 +186,7 @@ async fn cancel_job(
     headers: HeaderMap,
 ) -> Response {
     let header = headers
-        .get(axum::http::header::AUTHORIZATION)
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !s.auth.check_header(header) {
         return (
@@ -73,14 +202,30 @@ async fn cancel_job(
 }
 
 async fn list_workers(State(s): State<HttpState>) -> Response {
-    Json(s.sched.workers().await).into_response()
+    let t = &s.sched.telemetry;
+    let workers: Vec<WorkerOut> = s
+        .sched
+        .workers()
+        .await
+        .into_iter()
+        .map(|info| WorkerOut {
+            rows_per_s: t.worker_rate(&info.id),
+            backends: t.worker_backends(&info.id),
+            info,
+        })
+        .collect();
+    Json(workers).into_response()
+}
+
+async fn list_backends(State(s): State<HttpState>) -> Response {
+    Json(s.sched.telemetry.endpoints()).into_response()
 }
 
 async fn metrics_handler(State(s): State<HttpState>) -> Response {
     let body = metrics::render(&s.sched).await;
     (
         [(
-            axum::http::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         body,

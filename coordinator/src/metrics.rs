@@ -1,10 +1,12 @@
 //! Prometheus text exposition, rendered from the scheduler's live state on each scrape.
 
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 
 use crate::scheduler::Scheduler;
+use crate::timeseries::TASK_SECONDS_BUCKETS;
 
-fn esc(v: &str) -> String {
+pub(crate) fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -126,5 +128,138 @@ pub async fn render(sched: &Scheduler) -> String {
         .filter(|w| now.saturating_sub(w.last_seen_ms) < 30_000)
         .count();
     let _ = writeln!(out, "synthforge_workers {live}");
+    render_live(&mut out, sched, &jobs);
+    render_backends(&mut out, sched);
     out
+}
+
+/// Rates, lease expirations and task durations from the coordinator's telemetry.
+fn render_live(out: &mut String, sched: &Scheduler, jobs: &[crate::scheduler::JobView]) {
+    let t = &sched.telemetry;
+    family(
+        out,
+        "synthforge_rows_per_second",
+        "gauge",
+        "Seed rows finished per second over the last 10 s, by running job.",
+    );
+    family(
+        out,
+        "synthforge_tokens_per_second",
+        "gauge",
+        "Tokens (prompt + completion) per second over the last 10 s, by running job.",
+    );
+    for j in jobs.iter().filter(|j| !j.record.state.is_terminal()) {
+        let r = t.job_rate(&j.record.id);
+        let id = esc(&j.record.id);
+        let _ = writeln!(
+            out,
+            "synthforge_rows_per_second{{job=\"{id}\"}} {}",
+            r.rows_per_s
+        );
+        let _ = writeln!(
+            out,
+            "synthforge_tokens_per_second{{job=\"{id}\"}} {}",
+            r.tokens_per_s
+        );
+    }
+    family(
+        out,
+        "synthforge_lease_expirations_total",
+        "counter",
+        "Leases that expired before their worker completed or renewed them.",
+    );
+    let _ = writeln!(
+        out,
+        "synthforge_lease_expirations_total {}",
+        t.lease_expirations.load(Ordering::Relaxed)
+    );
+    family(
+        out,
+        "synthforge_task_duration_seconds",
+        "histogram",
+        "Time from lease to accepted completion of a task.",
+    );
+    let (counts, sum) = t.task_duration_histogram();
+    for (le, n) in TASK_SECONDS_BUCKETS.iter().zip(&counts) {
+        let _ = writeln!(
+            out,
+            "synthforge_task_duration_seconds_bucket{{le=\"{le}\"}} {n}"
+        );
+    }
+    let total = counts.last().copied().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "synthforge_task_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
+    );
+    let _ = writeln!(out, "synthforge_task_duration_seconds_sum {sum}");
+    let _ = writeln!(out, "synthforge_task_duration_seconds_count {total}");
+}
+
+/// Reads one gauge value off an endpoint.
+type EndpointGauge = fn(&crate::timeseries::EndpointView) -> f64;
+
+/// Backend endpoints as the workers report them, summed over workers.
+fn render_backends(out: &mut String, sched: &Scheduler) {
+    let eps = sched.telemetry.endpoints();
+    let labels = |e: &crate::timeseries::EndpointView| {
+        format!(
+            "job=\"{}\",backend=\"{}\",endpoint=\"{}\"",
+            esc(&e.job_id),
+            esc(&e.backend),
+            esc(&e.url)
+        )
+    };
+    family(
+        out,
+        "synthforge_backend_requests_total",
+        "counter",
+        "Backend requests by outcome: status=\"ok\", an HTTP status code, or \"transport\" (connection error or timeout).",
+    );
+    for e in &eps {
+        let l = labels(e);
+        let _ = writeln!(
+            out,
+            "synthforge_backend_requests_total{{{l},status=\"ok\"}} {}",
+            e.requests_ok
+        );
+        for (code, n) in &e.errors_by_code {
+            let status = if *code == 0 {
+                "transport".to_string()
+            } else {
+                code.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "synthforge_backend_requests_total{{{l},status=\"{status}\"}} {n}"
+            );
+        }
+    }
+    let gauges: [(&str, &str, EndpointGauge); 4] = [
+        (
+            "synthforge_backend_in_flight",
+            "Requests in flight per endpoint, summed over workers.",
+            |e| e.in_flight as f64,
+        ),
+        (
+            "synthforge_backend_concurrency_limit",
+            "Current concurrency limit per endpoint, summed over workers.",
+            |e| e.limit as f64,
+        ),
+        (
+            "synthforge_backend_latency_p50_seconds",
+            "Median request latency per endpoint (request-weighted over workers).",
+            |e| e.latency_p50_ms / 1000.0,
+        ),
+        (
+            "synthforge_backend_latency_p95_seconds",
+            "95th percentile request latency per endpoint (highest over workers).",
+            |e| e.latency_p95_ms / 1000.0,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        for e in &eps {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(e), value(e));
+        }
+    }
 }

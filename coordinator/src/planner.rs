@@ -68,7 +68,11 @@ pub async fn plan(job: &JobSpec) -> Result<Plan, PlanError> {
                 .await?;
             }
         }
-        InputFormat::Taxonomy => return Err(PlanError::Unsupported("taxonomy".into())),
+        InputFormat::Taxonomy => {
+            let (t, rows) = synthforge_core::taxonomy::plan_tasks(&job.input).await?;
+            tasks = t;
+            global = rows;
+        }
     }
     Ok(Plan {
         tasks,

@@ -152,6 +152,8 @@ pub struct Scheduler {
     finalizer: Finalizer,
     pub heartbeat_interval_ms: u64,
     changed: tokio::sync::Notify,
+    /// Live throughput, backend snapshots and samples for the dashboard and `/metrics`.
+    pub telemetry: crate::timeseries::Telemetry,
 }
 
 /// Stable, idempotent job id: same name and spec → same id, so re-submitting resumes.
@@ -181,6 +183,7 @@ impl Scheduler {
             finalizer,
             heartbeat_interval_ms: 2_000,
             changed: tokio::sync::Notify::new(),
+            telemetry: Default::default(),
         })
     }
 
@@ -571,6 +574,9 @@ impl Scheduler {
                 continue;
             };
             tracing::warn!(job = %t.job_id, task_id = t.task_id, attempt = t.attempt, state = ?t.state, "lease expired");
+            self.telemetry
+                .lease_expirations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             entry.progress.remove(&t.task_id);
             if let Some(mem) = entry.tasks.get_mut(t.task_id as usize) {
                 *mem = t.clone();

@@ -21,6 +21,9 @@ pub struct CoordinatorConfig {
     pub token: Option<String>,
     /// Tell idle workers to exit once all jobs have ended (all-in-one `run`).
     pub shutdown_when_idle: bool,
+    /// Serve gRPC over TLS (and require client certificates when it has a client CA);
+    /// `None`: plaintext. Built by [`crate::tls::ServerTlsFiles::load`].
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,8 @@ pub enum ServeError {
     },
     #[error("scheduler: {0}")]
     Sched(#[from] crate::scheduler::SchedError),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running coordinator.
@@ -57,8 +62,22 @@ impl Coordinator {
         store: Arc<dyn TaskStore>,
         finalizer: Finalizer,
     ) -> Result<Coordinator, ServeError> {
+        Self::start_gated(config, store, finalizer, None).await
+    }
+
+    /// [`Coordinator::start`] for an HA replica: with a gate, state is recovered by the
+    /// election on winning (not here), the worker and job APIs answer `UNAVAILABLE` and
+    /// `/readyz` 503 while standing by, and expired leases are requeued only while leading.
+    pub async fn start_gated(
+        config: CoordinatorConfig,
+        store: Arc<dyn TaskStore>,
+        finalizer: Finalizer,
+        gate: Option<Arc<crate::ha::Leadership>>,
+    ) -> Result<Coordinator, ServeError> {
         let sched = Scheduler::new(store, finalizer);
-        sched.recover().await?;
+        if gate.is_none() {
+            sched.recover().await?;
+        }
         let auth = Auth::new(config.token.clone());
         let listener = TcpListener::bind(config.grpc_addr)
             .await
@@ -93,21 +112,36 @@ impl Coordinator {
             sched: sched.clone(),
             auth: auth.clone(),
         };
-        let grpc = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = config.tls.clone() {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| ServeError::Tls(e.to_string()))?;
+        }
+        let grpc = builder
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1)
-            .add_service(pb::worker_service_server::WorkerServiceServer::new(
-                worker_api,
+            .add_service(
+                pb::worker_service_server::WorkerServiceServer::with_interceptor(
+                    worker_api,
+                    crate::ha::gate_interceptor(gate.clone()),
+                ),
+            )
+            .add_service(pb::job_service_server::JobServiceServer::with_interceptor(
+                job_api,
+                crate::ha::gate_interceptor(gate.clone()),
             ))
-            .add_service(pb::job_service_server::JobServiceServer::new(job_api))
             .serve_with_incoming(TcpListenerStream::new(listener));
         let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = grpc.await {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
         })];
-        tasks.push(sched.spawn_expiry_loop());
+        tasks.push(match &gate {
+            None => sched.spawn_expiry_loop(),
+            Some(g) => crate::ha::spawn_leader_expiry_loop(&sched, g.clone()),
+        });
         let mut http_addr = None;
         if let Some(addr) = config.http_addr {
             let l = TcpListener::bind(addr)
@@ -117,7 +151,10 @@ impl Coordinator {
             let app = router(HttpState {
                 sched: sched.clone(),
                 auth,
-                ready: Arc::new(AtomicBool::new(true)),
+                ready: gate.as_ref().map_or_else(
+                    || Arc::new(AtomicBool::new(true)),
+                    |g| g.ready_flag(),
+                ),
             });
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, app).await {

@@ -4,12 +4,14 @@
 
 pub mod backend;
 pub mod manifest;
+pub mod minhash;
 pub mod record;
 pub mod seed;
 pub mod sink;
 pub mod spec;
 pub mod stages;
 pub mod storage;
+pub mod taxonomy;
 pub mod template;
 
 /// Milliseconds since the Unix epoch (timestamps in state and manifests).

@@ -93,10 +93,7 @@ pub async fn read_task_rows(
     match slice.format {
         InputFormat::Parquet => read_parquet(input, slice, &loc).await,
         InputFormat::Jsonl | InputFormat::Text => read_lines(input, slice, &loc).await,
-        InputFormat::Taxonomy => Err(SeedError::Unsupported {
-            url: slice.object_url.clone(),
-            format: "taxonomy".into(),
-        }),
+        InputFormat::Taxonomy => crate::taxonomy::read_rows(slice).await,
     }
 }
 

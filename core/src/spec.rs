@@ -256,7 +256,18 @@ pub enum SpecError {
 }
 
 /// Stages this build knows how to run. Validation refuses anything else up front.
-pub const KNOWN_STAGES: &[&str] = &["generate"];
+pub const KNOWN_STAGES: &[&str] = &[
+    "generate",
+    "taxonomy_qa",
+    "dedup",
+    "distill",
+    "evolve",
+    "revise",
+    "judge",
+    "filter",
+    "pii",
+    "decontaminate",
+];
 
 impl JobSpec {
     /// Parse and validate; `file` is only used to name the source in errors.
@@ -338,6 +349,17 @@ impl JobSpec {
                     ));
                 }
             }
+            if stage.stage == "dedup" {
+                crate::stages::dedup::params(stage).map_err(|m| invalid(at("stage"), m))?;
+                if i + 1 != self.pipeline.len() {
+                    return Err(invalid(at("stage"), "`dedup` must be the last stage".into()));
+                }
+            }
+            if stage.stage == "taxonomy_qa" && stage.backend.is_none() {
+                return Err(invalid(at("backend"), "required for `taxonomy_qa`".into()));
+            }
+            crate::stages::spec_checks::validate(stage, &self.backends)
+                .map_err(|(field, message)| invalid(at(&field), message))?;
             if stage.stage == "generate" {
                 if stage.backend.is_none() {
                     return Err(invalid(at("backend"), "required for `generate`".into()));

@@ -33,6 +33,7 @@ pub mod cli;
 pub mod cluster;
 pub mod etcd;
 pub mod expect;
+pub mod faults;
 pub mod http;
 pub mod job;
 pub mod mock_backend;

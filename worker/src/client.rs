@@ -7,7 +7,7 @@ use std::time::Duration;
 use synthforge_proto as pb;
 use synthforge_proto::worker_service_client::WorkerServiceClient;
 use tokio::sync::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,8 @@ pub enum ClientError {
 pub struct CoordinatorClient {
     addresses: Vec<String>,
     token: Option<String>,
+    /// TLS towards the coordinator (from [`crate::tls::set_process_tls`]); `None`: plaintext.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     current: Mutex<(usize, Option<WorkerServiceClient<Channel>>)>,
 }
 
@@ -33,8 +35,9 @@ impl CoordinatorClient {
             .map(|a| a.trim().to_string())
             .filter(|a| !a.is_empty())
             .collect();
+        let tls = crate::tls::process_tls();
         for a in &addresses {
-            Endpoint::from_shared(a.clone())
+            crate::tls::endpoint(a, tls.clone())
                 .map_err(|e| ClientError::Address(a.clone(), e.to_string()))?;
         }
         if addresses.is_empty() {
@@ -43,6 +46,7 @@ impl CoordinatorClient {
         Ok(CoordinatorClient {
             addresses,
             token: token.filter(|t| !t.is_empty()),
+            tls,
             current: Mutex::new((0, None)),
         })
     }
@@ -64,7 +68,7 @@ impl CoordinatorClient {
             return c.clone();
         }
         let addr = self.addresses[cur.0 % self.addresses.len()].clone();
-        let ch = Endpoint::from_shared(addr)
+        let ch = crate::tls::endpoint(&addr, self.tls.clone())
             .expect("validated in new()")
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod pipeline;
 pub mod task;
+pub mod tls;
 pub mod worker;
 
 pub use worker::{run_worker, WorkerConfig, WorkerSummary};

@@ -21,7 +21,8 @@ pub fn run_stages(items: Vec<Item>, stages: Vec<Arc<dyn Stage>>) -> BoxStream<'s
                         Outcome::Keep(item) => {
                             // Spawned so that CPU work of many items (JSON, templates) spreads
                             // over all runtime threads instead of one task's poll loop.
-                            match tokio::spawn(async move { stage.process(item).await }).await {
+                            let fut = async move { stage.process(item).await };
+                            match tokio::spawn(tracing::Instrument::in_current_span(fut)).await {
                                 Ok(v) => v,
                                 Err(e) => {
                                     tracing::error!(error = %e, "stage task panicked");

@@ -49,6 +49,10 @@ impl BackendCache {
     }
 }
 
+/// How often a running task checks for a lost lease or a shutdown abort while it waits for
+/// rows (`StreamExt::next` is cancel-safe, so timing out a wait loses nothing).
+const FLAG_CHECK_EVERY: Duration = Duration::from_millis(200);
+
 /// How a task ended, from the worker's side.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TaskEnd {
@@ -85,8 +89,10 @@ impl TaskRunner {
     /// task and hands it back.
     pub async fn run(&self, lease: pb::TaskLease, abort: Arc<AtomicBool>) -> TaskEnd {
         let span = tracing::info_span!("task", job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt);
-        let _enter = span.enter();
-        drop(_enter);
+        tracing::Instrument::instrument(self.run_in_span(lease, abort), span).await
+    }
+
+    async fn run_in_span(&self, lease: pb::TaskLease, abort: Arc<AtomicBool>) -> TaskEnd {
         let stop = Arc::new(AtomicBool::new(false));
         let rows_done = Arc::new(AtomicU64::new(0));
         let hb = self.spawn_heartbeat(&lease, stop.clone(), rows_done.clone());
@@ -134,21 +140,43 @@ impl TaskRunner {
     ) -> tokio::task::JoinHandle<()> {
         let client = self.client.clone();
         let every = self.heartbeat_every;
+        let cache = self.backends.clone();
         let req = pb::HeartbeatRequest {
             worker_id: self.worker_id.clone(),
             job_id: lease.job_id.clone(),
             task_id: lease.task_id,
             attempt: lease.attempt,
             progress: None,
+            backends: Vec::new(),
         };
-        tokio::spawn(async move {
+        // Each heartbeat carries this job's backend snapshots: the coordinator aggregates them
+        // per endpoint for the dashboard and /metrics.
+        // Never waits for the cache: another task may hold it while it checks a new job's
+        // backends over the network, and the lease must not wait for that.
+        let snapshots = move |job: &str| -> Vec<pb::BackendStats> {
+            let Ok(by_job) = cache.by_job.try_lock() else {
+                return Vec::new();
+            };
+            let mut out: Vec<pb::BackendStats> = by_job
+                .get(job)
+                .map(|m| m.values().map(|b| backend_to_pb(b.snapshot())).collect())
+                .unwrap_or_default();
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            out
+        };
+        let span = tracing::Span::current();
+        let beat = async move {
+            // The first beat comes early so that even short tasks report their backends.
+            let mut wait = every.min(Duration::from_millis(500));
             loop {
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(wait).await;
+                wait = every;
                 let mut r = req.clone();
                 r.progress = Some(pb::TaskProgress {
                     rows_done: rows_done.load(Ordering::Relaxed),
                     ..Default::default()
                 });
+                r.backends = snapshots(&req.job_id);
                 match client.heartbeat(r).await {
                     Ok(resp) if !resp.keep_going => {
                         tracing::warn!(job = %req.job_id, task_id = req.task_id, attempt = req.attempt, "lease lost; stopping task");
@@ -159,7 +187,8 @@ impl TaskRunner {
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
             }
-        })
+        };
+        tokio::spawn(tracing::Instrument::instrument(beat, span))
     }
 
     async fn execute(
@@ -239,7 +268,13 @@ impl TaskRunner {
         let mut ptok: BTreeMap<String, u64> = BTreeMap::new();
         let mut ctok: BTreeMap<String, u64> = BTreeMap::new();
         let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
-        while let Some(o) = stream.next().await {
+        loop {
+            // Wake up now and then even while no row finishes (a slow or hung backend request),
+            // so a lost lease or the end of the shutdown grace stops the task on time.
+            let next = tokio::time::timeout(FLAG_CHECK_EVERY, stream.next()).await;
+            if let Ok(None) = next {
+                break;
+            }
             if stop.load(Ordering::Relaxed) {
                 drop(stream);
                 sink.abort().await;
@@ -250,6 +285,9 @@ impl TaskRunner {
                 sink.abort().await;
                 return Ok(TaskEnd::Aborted);
             }
+            let Ok(Some(o)) = next else {
+                continue;
+            };
             match o {
                 Outcome::Keep(item) => {
                     count_pii(&item.counters);
@@ -266,6 +304,14 @@ impl TaskRunner {
                 }
                 Outcome::Removed { item, reason } => {
                     count_pii(&item.counters);
+                    // Tokens spent on a row that was then removed are still spent.
+                    let r = &item.record;
+                    prompt_tokens += r.prompt_tokens;
+                    completion_tokens += r.completion_tokens;
+                    if !r.model.is_empty() {
+                        *ptok.entry(r.model.clone()).or_default() += r.prompt_tokens;
+                        *ctok.entry(r.model.clone()).or_default() += r.completion_tokens;
+                    }
                     if item.record.sample_index == 0 {
                         rows_done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -328,5 +374,36 @@ impl TaskRunner {
             rows_out,
             rows_failed: failed_rows,
         })
+    }
+}
+
+/// Core backend snapshot → heartbeat wire form.
+fn backend_to_pb(b: synthforge_core::backend::BackendSnapshot) -> pb::BackendStats {
+    pb::BackendStats {
+        name: b.name,
+        model: b.model,
+        limit: b.limit,
+        in_flight: b.in_flight,
+        prompt_tokens: b.prompt_tokens,
+        completion_tokens: b.completion_tokens,
+        retries: b.retries,
+        endpoints: b
+            .endpoints
+            .into_iter()
+            .map(|e| pb::EndpointStats {
+                url: e.url,
+                limit: e.limit,
+                in_flight: e.in_flight,
+                requests_ok: e.requests_ok,
+                errors_by_code: e
+                    .errors_by_code
+                    .into_iter()
+                    .map(|(k, v)| (u32::from(k), v))
+                    .collect(),
+                latency_p50_ms: e.latency_p50_ms,
+                latency_p95_ms: e.latency_p95_ms,
+                ejected: e.ejected,
+            })
+            .collect(),
     }
 }

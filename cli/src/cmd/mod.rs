@@ -6,6 +6,7 @@ pub mod mock;
 pub mod run;
 pub mod status;
 pub mod submit;
+pub mod tls_args;
 pub mod validate;
 pub mod worker;
 
@@ -26,12 +27,47 @@ pub async fn shutdown_signal() -> anyhow::Result<()> {
 
 /// The job API client, with the bearer token attached to each request by [`authed`].
 pub async fn job_client(url: &str) -> anyhow::Result<JobServiceClient<Channel>> {
-    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+    job_client_tls(url, &tls_args::TlsArgs::default()).await
+}
+
+/// [`job_client`] over TLS when `tls` has client TLS flags (`--tls-ca`, ...).
+pub async fn job_client_tls(
+    url: &str,
+    tls: &tls_args::TlsArgs,
+) -> anyhow::Result<JobServiceClient<Channel>> {
+    let tls_config = tls.client()?;
+    let with_tls = tls_config.is_some();
+    let ch = synthforge_worker::tls::endpoint(url, tls_config)
         .with_context(|| format!("bad coordinator URL `{url}`"))?
         .connect()
         .await
         .with_context(|| format!("cannot reach coordinator at {url}"))?;
-    Ok(JobServiceClient::new(ch).max_decoding_message_size(64 << 20))
+    let mut client = JobServiceClient::new(ch).max_decoding_message_size(64 << 20);
+    if with_tls {
+        // With TLS 1.3 a coordinator that requires a client certificate refuses a client only
+        // after the handshake; one cheap call turns "connection closed" into a clear error.
+        let probe = synthforge_proto::GetJobRequest {
+            job_id: String::new(),
+        };
+        if let Err(s) = client.get(probe).await {
+            if matches!(
+                s.code(),
+                tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+            ) {
+                let hint = if tls.tls_cert.is_some() {
+                    "the coordinator did not accept this client certificate"
+                } else {
+                    "a coordinator started with --tls-client-ca requires a client certificate \
+                     (--tls-cert and --tls-key)"
+                };
+                anyhow::bail!(
+                    "TLS connection to the coordinator at {url} was closed ({}); {hint}",
+                    s.message()
+                );
+            }
+        }
+    }
+    Ok(client)
 }
 
 pub fn authed<T>(msg: T, token: &Option<String>) -> tonic::Request<T> {

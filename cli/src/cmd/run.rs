@@ -56,6 +56,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
             http_addr: a.http_addr,
             token: None,
             shutdown_when_idle: false,
+            tls: None,
         },
         store,
         manifest_finalizer(),

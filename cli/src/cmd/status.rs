@@ -1,15 +1,27 @@
 //! `synthforge status` and `synthforge cancel`.
+//!
+//! `status` reads the job API over gRPC; with `--http` it reads the dashboard's JSON API
+//! instead and prints the same numbers the dashboard shows (rates, ETA, workers, backends).
 
+use anyhow::Context;
+use serde_json::Value;
 use synthforge_proto as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
     pub job_id: Option<String>,
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     pub coordinator: String,
+    /// The coordinator's HTTP address (its `--http-addr`, e.g. http://127.0.0.1:8080): adds
+    /// rows/s, tokens/s, ETA, workers and backends, as on the dashboard.
+    #[arg(long)]
+    pub http: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: super::tls_args::TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -19,6 +31,8 @@ pub struct CancelArgs {
     pub coordinator: String,
     #[arg(long, env = "SYNTHFORGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: super::tls_args::TlsArgs,
 }
 
 fn to_json(s: &pb::JobStatus) -> serde_json::Value {
@@ -35,7 +49,10 @@ fn to_json(s: &pb::JobStatus) -> serde_json::Value {
 }
 
 pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
-    let mut client = super::job_client(&a.coordinator).await?;
+    if let Some(http) = &a.http {
+        return run_http(&a, http).await;
+    }
+    let mut client = super::job_client_tls(&a.coordinator, &a.tls).await?;
     let jobs = match &a.job_id {
         Some(id) => vec![client
             .get(pb::GetJobRequest { job_id: id.clone() })
@@ -49,21 +66,30 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<32} {:<10} {:>13} {:>10} {:>9} {:>9} {:>12}",
-        "JOB", "STATE", "TASKS", "ROWS OUT", "FAILED", "REMOVED", "TOKENS OUT"
+        "{:<32} {:<10} {:>7} {:>13} {:>10} {:>9} {:>9} {:>12}",
+        "JOB", "STATE", "DONE", "TASKS", "ROWS OUT", "FAILED", "REMOVED", "TOKENS OUT"
     );
     for j in &jobs {
         let st = j.stats.clone().unwrap_or_default();
+        let pct = if j.rows_total == 0 {
+            100.0
+        } else {
+            100.0 * st.rows_in as f64 / j.rows_total as f64
+        };
         println!(
-            "{:<32} {:<10} {:>13} {:>10} {:>9} {:>9} {:>12}",
+            "{:<32} {:<10} {:>6.1}% {:>13} {:>10} {:>9} {:>9} {:>12}",
             j.job_id,
             j.state,
+            pct,
             format!("{}/{}", j.tasks_done, j.tasks_total),
             st.rows_out,
             st.rows_failed,
             st.removed.values().sum::<u64>(),
             st.completion_tokens
         );
+        for (reason, n) in &st.removed {
+            println!("  removed by {reason}: {n}");
+        }
         if !j.error.is_empty() {
             println!("  error: {}", j.error);
         }
@@ -71,8 +97,180 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// GET over plain HTTP/1.1 (the coordinator's HTTP port is loopback or in-cluster).
+async fn http_get_json(base: &str, path: &str) -> anyhow::Result<Value> {
+    let rest = base
+        .strip_prefix("http://")
+        .with_context(|| format!("--http must be an http:// URL, got `{base}`"))?;
+    let host = rest.trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(host)
+        .await
+        .with_context(|| format!("cannot reach the coordinator's HTTP port at {base}"))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("GET {base}{path}: malformed HTTP response"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("?");
+    anyhow::ensure!(status == "200", "GET {base}{path}: HTTP {status}: {body}");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    serde_json::from_str(&body).with_context(|| format!("GET {base}{path}: invalid JSON"))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// An integer field (serde_json's `Value` ignores width and alignment when displayed).
+fn int(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+fn eta(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".into(),
+        Some(s) => {
+            let s = s.round() as u64;
+            match (s / 3600, (s % 3600) / 60, s % 60) {
+                (0, 0, sec) => format!("{sec}s"),
+                (0, m, sec) => format!("{m}m{sec:02}s"),
+                (h, m, _) => format!("{h}h{m:02}m"),
+            }
+        }
+    }
+}
+
+async fn run_http(a: &StatusArgs, base: &str) -> anyhow::Result<()> {
+    let jobs = match &a.job_id {
+        Some(id) => vec![http_get_json(base, &format!("/api/jobs/{id}")).await?],
+        None => match http_get_json(base, "/api/jobs").await? {
+            Value::Array(v) => v,
+            _ => Vec::new(),
+        },
+    };
+    let workers = http_get_json(base, "/api/workers").await?;
+    let backends = http_get_json(base, "/api/backends").await?;
+    if a.json {
+        let v = serde_json::json!({"jobs": jobs, "workers": workers, "backends": backends});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:<10} {:>7} {:>15} {:>9} {:>10} {:>8} {:>8} {:>9}",
+        "JOB", "STATE", "DONE", "ROWS", "TASKS", "ROWS OUT", "ROWS/S", "TOK/S", "ETA"
+    );
+    for j in &jobs {
+        let r = &j["record"];
+        let st = &j["stats"];
+        println!(
+            "{:<32} {:<10} {:>6.1}% {:>15} {:>9} {:>10} {:>8.1} {:>8.1} {:>9}",
+            r["id"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            num(&j["progress"]) * 100.0,
+            format!("{}/{}", int(&j["rows_done"]), int(&r["rows_total"])),
+            format!("{}/{}", int(&j["tasks_done"]), int(&r["tasks_total"])),
+            int(&st["rows_out"]),
+            num(&j["rows_per_s"]),
+            num(&j["tokens_per_s"]),
+            eta(&j["eta_s"]),
+        );
+        println!(
+            "  tokens: {} prompt, {} completion; failed rows: {}",
+            st["prompt_tokens"], st["completion_tokens"], st["rows_failed"]
+        );
+        if let Some(m) = st["removed"].as_object() {
+            for (reason, n) in m {
+                println!("  removed by {reason}: {n}");
+            }
+        }
+        if let Some(f) = j["failed_tasks"].as_array() {
+            for t in f {
+                println!("  failed task {}: {}", t[0], t[1].as_str().unwrap_or(""));
+            }
+        }
+        if let Some(e) = r["error"].as_str().filter(|e| !e.is_empty()) {
+            println!("  error: {e}");
+        }
+    }
+    let now = synthforge_core::now_ms();
+    println!();
+    println!(
+        "{:<24} {:<22} {:<40} {:>10} {:>8}",
+        "WORKER", "ADDRESS", "CURRENT TASK", "HEARTBEAT", "ROWS/S"
+    );
+    for w in workers.as_array().into_iter().flatten() {
+        let ago = now.saturating_sub(w["last_seen_ms"].as_u64().unwrap_or(0)) as f64 / 1000.0;
+        let task = w["current_task"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .unwrap_or("idle");
+        println!(
+            "{:<24} {:<22} {:<40} {:>9.1}s {:>8.1}",
+            w["id"].as_str().unwrap_or(""),
+            w["address"].as_str().unwrap_or(""),
+            task,
+            ago,
+            num(&w["rows_per_s"]),
+        );
+    }
+    println!();
+    println!(
+        "{:<12} {:<40} {:>6} {:>9} {:>9} {:>8} {:>8}  ERRORS",
+        "BACKEND", "ENDPOINT", "LIMIT", "IN FLIGHT", "OK", "P50 MS", "P95 MS"
+    );
+    for b in backends.as_array().into_iter().flatten() {
+        let errs: Vec<String> = b["errors_by_code"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(c, n)| format!("{c}:{n}"))
+            .collect();
+        println!(
+            "{:<12} {:<40} {:>6} {:>9} {:>9} {:>8.1} {:>8.1}  {}",
+            b["backend"].as_str().unwrap_or(""),
+            b["url"].as_str().unwrap_or(""),
+            int(&b["limit"]),
+            int(&b["in_flight"]),
+            int(&b["requests_ok"]),
+            num(&b["latency_p50_ms"]),
+            num(&b["latency_p95_ms"]),
+            if errs.is_empty() {
+                "none".to_string()
+            } else {
+                errs.join(" ")
+            },
+        );
+    }
+    Ok(())
+}
+
 pub async fn cancel(a: CancelArgs) -> anyhow::Result<()> {
-    let mut client = super::job_client(&a.coordinator).await?;
+    let mut client = super::job_client_tls(&a.coordinator, &a.tls).await?;
     let r = client
         .cancel(super::authed(
             pb::CancelRequest {

@@ -19,13 +19,15 @@ pub struct SubmitArgs {
     /// Wait until the job ends; exit non-zero unless it succeeded.
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub tls: super::tls_args::TlsArgs,
 }
 
 pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
     let text = super::read_job_file(&a.job)?;
     let mut spec = JobSpec::from_yaml(&text, &a.job.display().to_string())?;
     super::prepare_spec(&mut spec, a.output.as_deref());
-    let mut client = super::job_client(&a.coordinator).await?;
+    let mut client = super::job_client_tls(&a.coordinator, &a.tls).await?;
     let resp = client
         .submit(super::authed(
             pb::SubmitRequest {

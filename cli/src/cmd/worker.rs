@@ -22,12 +22,17 @@ pub struct WorkerArgs {
     /// Seconds to finish running tasks after SIGTERM before handing them back.
     #[arg(long, default_value_t = 30.0)]
     pub grace_s: f64,
+    #[command(flatten)]
+    pub tls: super::tls_args::TlsArgs,
 }
 
 pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
     let id = a
         .id
         .unwrap_or_else(|| format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    if let Some(tls) = a.tls.client()? {
+        synthforge_worker::tls::set_process_tls(tls);
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if super::shutdown_signal().await.is_ok() {

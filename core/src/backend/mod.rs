@@ -1,24 +1,33 @@
 //! Clients for OpenAI-compatible inference servers.
 //!
-//! A [`Backend`] is one named backend of a job: one model served by one or more endpoints. It
-//! bounds in-flight requests, spreads them over endpoints (least outstanding requests), retries
-//! transient errors with backoff, and reports token usage. API keys are read from the
+//! A [`Backend`] is one named backend of a job: one model served by one or more endpoints (a
+//! [`pool::Pool`]). It bounds in-flight requests per endpoint (fixed, or adaptive with
+//! [`limiter`] so a GPU server is kept saturated without being told its batch size), spreads them
+//! over endpoints (least outstanding requests relative to each endpoint's limit), ejects an
+//! endpoint that keeps failing and probes it back in ([`endpoint`]), paces hosted APIs to their
+//! per-minute budgets ([`ratelimit`]), retries transient errors with jittered backoff honouring
+//! `Retry-After` ([`retry`]), and reports token usage. API keys are read from the
 //! environment or a file at construction and are never printed (`Debug` hides them).
 
+pub mod endpoint;
+pub mod limiter;
 pub mod openai;
+pub mod pool;
+pub mod ratelimit;
+mod request;
 pub mod retry;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-
-use openai::{ChatBody, CommonParams, CompletionBody, WireModels, WireResponse};
+use endpoint::Outcome;
+use openai::WireModels;
 pub use openai::{GenChoice, GenRequest, GenResponse};
-use retry::{parse_retry_after, Backoff};
+use pool::Pool;
+use ratelimit::RateLimits;
+use retry::Backoff;
 
-use crate::spec::{BackendApi, BackendSpec, Concurrency};
+use crate::spec::{BackendSpec, Concurrency};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -67,13 +76,6 @@ impl BackendError {
     }
 }
 
-/// One endpoint URL and its outstanding-request counter.
-#[derive(Debug)]
-struct Endpoint {
-    base: String,
-    outstanding: AtomicU64,
-}
-
 /// Counters a worker reports and the dashboard shows.
 #[derive(Debug, Default)]
 pub struct BackendCounters {
@@ -86,7 +88,7 @@ pub struct BackendCounters {
 
 /// A secret that never appears in `Debug` output or logs.
 #[derive(Clone)]
-struct Secret(String);
+pub(crate) struct Secret(pub(crate) String);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,21 +125,24 @@ pub struct BackendSnapshot {
     pub endpoints: Vec<EndpointSnapshot>,
 }
 
+/// One named backend of a job, shared by all its tasks in a worker process.
 #[derive(Debug)]
 pub struct Backend {
     name: String,
     spec: BackendSpec,
-    endpoints: Vec<Endpoint>,
+    pool: Pool,
     http: reqwest::Client,
     key: Option<Secret>,
-    slots: Arc<Semaphore>,
-    limit: usize,
+    limits: RateLimits,
     backoff: Backoff,
     pub counters: BackendCounters,
 }
 
-/// Starting concurrency for `auto` until adaptive limiting tunes it.
-pub const AUTO_INITIAL_CONCURRENCY: usize = 64;
+/// Work a caller should keep queued per endpoint for an `auto` backend: the adaptive limit's
+/// ceiling, so the limiter, not the caller, decides how much is in flight.
+pub const AUTO_INITIAL_CONCURRENCY: usize = limiter::AUTO_MAX_LIMIT as usize;
+/// Ceiling of [`Backend::concurrency_limit`] for `auto` backends with many endpoints.
+const AUTO_MAX_QUEUED: usize = 4096;
 
 fn read_key(name: &str, spec: &BackendSpec) -> Result<Option<Secret>, BackendError> {
     let err = |message: String| BackendError::Key {
@@ -161,12 +166,20 @@ fn read_key(name: &str, spec: &BackendSpec) -> Result<Option<Secret>, BackendErr
 impl Backend {
     pub fn new(name: &str, spec: &BackendSpec) -> Result<Backend, BackendError> {
         let key = read_key(name, spec)?;
-        let limit = match spec.max_concurrency {
-            Concurrency::Fixed(n) => n.max(1) as usize,
-            Concurrency::Auto(_) => AUTO_INITIAL_CONCURRENCY,
+        let fixed = match spec.max_concurrency {
+            Concurrency::Fixed(n) => Some(n.max(1)),
+            Concurrency::Auto(_) => None,
         };
+        let urls: Vec<String> = spec
+            .endpoints()
+            .into_iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect();
+        // Keep as many idle connections as requests may be in flight, or every burst above the
+        // idle cap would pay for new TCP connections.
+        let idle = fixed.unwrap_or(limiter::AUTO_MAX_LIMIT).max(16) as usize;
         let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(limit.max(16))
+            .pool_max_idle_per_host(idle)
             .tcp_nodelay(true)
             .build()
             .map_err(|e| BackendError::Transport {
@@ -177,18 +190,10 @@ impl Backend {
         Ok(Backend {
             name: name.to_string(),
             spec: spec.clone(),
-            endpoints: spec
-                .endpoints()
-                .into_iter()
-                .map(|base| Endpoint {
-                    base: base.trim_end_matches('/').to_string(),
-                    outstanding: AtomicU64::new(0),
-                })
-                .collect(),
+            pool: Pool::new(urls, fixed),
             http,
             key,
-            slots: Arc::new(Semaphore::new(limit)),
-            limit,
+            limits: RateLimits::new(spec.requests_per_minute, spec.tokens_per_minute),
             backoff: Backoff::default(),
             counters: BackendCounters::default(),
         })
@@ -206,40 +211,37 @@ impl Backend {
         &self.spec
     }
 
-    /// Current in-flight limit.
+    /// How many requests a caller should offer concurrently: the fixed `max_concurrency`, or
+    /// for `auto` the adaptive limit's ceiling (the backend itself admits only as many as its
+    /// current limit allows; the rest wait cheaply in [`Backend::generate`]).
     pub fn concurrency_limit(&self) -> usize {
-        self.limit
+        match self.spec.max_concurrency {
+            Concurrency::Fixed(n) => n.max(1) as usize,
+            Concurrency::Auto(_) => {
+                (AUTO_INITIAL_CONCURRENCY * self.pool.urls().len().max(1)).min(AUTO_MAX_QUEUED)
+            }
+        }
+    }
+
+    /// The limit in force now: the sum of the healthy endpoints' limits (capped by a fixed
+    /// `max_concurrency`).
+    pub fn current_limit(&self) -> u64 {
+        self.pool.limit()
     }
 
     /// Live numbers for heartbeats, metrics and the dashboard.
     pub fn snapshot(&self) -> BackendSnapshot {
-        let endpoints: Vec<EndpointSnapshot> = self
-            .endpoints
-            .iter()
-            .map(|e| EndpointSnapshot {
-                url: e.base.clone(),
-                limit: self.limit as u64,
-                in_flight: e.outstanding.load(Ordering::Relaxed),
-                ..Default::default()
-            })
-            .collect();
+        let endpoints = self.pool.snapshots();
         BackendSnapshot {
             name: self.name.clone(),
             model: self.spec.model.clone(),
-            limit: self.limit as u64,
+            limit: self.pool.limit(),
             in_flight: endpoints.iter().map(|e| e.in_flight).sum(),
             prompt_tokens: self.counters.prompt_tokens.load(Ordering::Relaxed),
             completion_tokens: self.counters.completion_tokens.load(Ordering::Relaxed),
             retries: self.counters.retries.load(Ordering::Relaxed),
             endpoints,
         }
-    }
-
-    fn pick_endpoint(&self) -> &Endpoint {
-        self.endpoints
-            .iter()
-            .min_by_key(|e| e.outstanding.load(Ordering::Relaxed))
-            .expect("validated: at least one endpoint")
     }
 
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -252,25 +254,25 @@ impl Backend {
     /// Checks that every endpoint serves the configured model (`/v1/models`), so a typo in a
     /// model name fails the job at start with a clear message instead of 404s per row.
     pub async fn check_model(&self) -> Result<(), BackendError> {
-        for ep in &self.endpoints {
-            let url = format!("{}/models", ep.base);
+        for base in self.pool.urls() {
+            let url = format!("{base}/models");
             let resp = self
                 .authed(self.http.get(&url))
                 .timeout(Duration::from_secs(30))
                 .send()
                 .await
-                .map_err(|e| self.transport(&ep.base, e))?;
+                .map_err(|e| self.transport(&base, &e))?;
             if !resp.status().is_success() {
                 // Some servers (older TGI) lack /v1/models; do not block on that.
-                tracing::warn!(backend = %self.name, endpoint = %ep.base, status = %resp.status(), "cannot list models");
+                tracing::warn!(backend = %self.name, endpoint = %base, status = %resp.status(), "cannot list models");
                 continue;
             }
-            let models: WireModels = resp.json().await.map_err(|e| self.transport(&ep.base, e))?;
+            let models: WireModels = resp.json().await.map_err(|e| self.transport(&base, &e))?;
             if !models.data.iter().any(|m| m.id == self.spec.model) {
                 return Err(BackendError::UnknownModel {
                     backend: self.name.clone(),
                     model: self.spec.model.clone(),
-                    endpoint: ep.base.clone(),
+                    endpoint: base.clone(),
                     served: models
                         .data
                         .iter()
@@ -283,9 +285,9 @@ impl Backend {
         Ok(())
     }
 
-    fn transport(&self, endpoint: &str, e: reqwest::Error) -> BackendError {
+    fn transport(&self, endpoint: &str, e: &reqwest::Error) -> BackendError {
         let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
+        let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             message.push_str(&format!(": {s}"));
             src = s.source();
@@ -297,22 +299,33 @@ impl Backend {
         }
     }
 
-    /// Sends one request, retrying transient failures; holds one concurrency slot throughout.
+    /// Sends one request, retrying transient failures (on another endpoint when there is one)
+    /// with jittered exponential backoff that honours `Retry-After`. Each attempt holds an
+    /// endpoint slot only while it is on the wire, never during the backoff sleep.
     pub async fn generate(&self, req: &GenRequest) -> Result<GenResponse, BackendError> {
-        let _permit = self.slots.acquire().await.expect("semaphore never closed");
+        let est_tokens = if self.limits.is_unlimited() {
+            0
+        } else {
+            request::estimate_tokens(req, &self.spec)
+        };
         let mut attempt = 0u32;
+        let mut avoid = None;
         loop {
             attempt += 1;
-            let ep = self.pick_endpoint();
-            ep.outstanding.fetch_add(1, Ordering::Relaxed);
+            self.limits.admit(est_tokens).await;
+            let slot = self.pool.acquire(avoid).await;
+            let index = slot.index;
             let started = Instant::now();
-            let result = self.send_once(&ep.base, req).await;
-            ep.outstanding.fetch_sub(1, Ordering::Relaxed);
+            let result = self.send_once(&slot.url, req).await;
+            let elapsed = started.elapsed();
             match result {
                 Ok(mut resp) => {
-                    resp.latency_ms = started.elapsed().as_millis() as u64;
+                    resp.endpoint = slot.url.clone();
+                    self.pool.finish(slot, Outcome::Ok(elapsed));
+                    resp.latency_ms = elapsed.as_millis() as u64;
                     resp.attempts = attempt;
-                    resp.endpoint = ep.base.clone();
+                    self.limits
+                        .settle(est_tokens, resp.prompt_tokens + resp.completion_tokens);
                     self.counters.requests_ok.fetch_add(1, Ordering::Relaxed);
                     self.counters
                         .prompt_tokens
@@ -322,7 +335,10 @@ impl Backend {
                         .fetch_add(resp.completion_tokens, Ordering::Relaxed);
                     return Ok(resp);
                 }
-                Err((e, retry_after)) => {
+                Err(fail) => {
+                    self.pool.finish(slot, fail.outcome);
+                    self.limits.settle(est_tokens, 0);
+                    let e = fail.error;
                     if !e.retryable() || attempt >= self.spec.max_attempts {
                         self.counters
                             .requests_failed
@@ -337,116 +353,12 @@ impl Backend {
                         return Err(e);
                     }
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    let delay = self.backoff.delay(attempt, retry_after);
+                    avoid = Some(index);
+                    let delay = self.backoff.delay(attempt, fail.retry_after);
                     tracing::debug!(backend = %self.name, attempt, ?delay, error = %e, "retrying");
                     tokio::time::sleep(delay).await;
                 }
             }
         }
-    }
-
-    async fn send_once(
-        &self,
-        base: &str,
-        req: &GenRequest,
-    ) -> Result<GenResponse, (BackendError, Option<Duration>)> {
-        let common = CommonParams {
-            max_tokens: req.max_tokens.or(self.spec.max_tokens),
-            temperature: req.temperature.or(self.spec.temperature),
-            top_p: req.top_p.or(self.spec.top_p),
-            n: req.n.filter(|n| *n > 1),
-            stop: req.stop.as_deref().filter(|s| !s.is_empty()),
-            seed: req.seed,
-            response_format: req.response_format.as_ref(),
-        };
-        let (url, body) = match self.spec.api {
-            BackendApi::Chat => (
-                format!("{base}/chat/completions"),
-                serde_json::to_vec(&ChatBody {
-                    model: &self.spec.model,
-                    messages: req.chat_messages(),
-                    common,
-                }),
-            ),
-            BackendApi::Completions => (
-                format!("{base}/completions"),
-                serde_json::to_vec(&CompletionBody {
-                    model: &self.spec.model,
-                    prompt: req.prompt_text(),
-                    common,
-                }),
-            ),
-        };
-        let body = body.expect("request body serializes");
-        let rb = self
-            .authed(self.http.post(&url))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .timeout(Duration::from_secs_f64(self.spec.timeout_s.max(0.001)))
-            .body(body);
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| (self.transport(base, e), None))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let text = resp.text().await.unwrap_or_default();
-            return Err((
-                BackendError::Status {
-                    backend: self.name.clone(),
-                    endpoint: base.to_string(),
-                    status: status.as_u16(),
-                    body: text.chars().take(500).collect(),
-                },
-                retry_after,
-            ));
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| (self.transport(base, e), None))?;
-        let wire: WireResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            (
-                BackendError::Transport {
-                    backend: self.name.clone(),
-                    endpoint: base.to_string(),
-                    message: format!("response is not an OpenAI completion: {e}"),
-                },
-                None,
-            )
-        })?;
-        let mut choices: Vec<(u32, GenChoice)> = wire
-            .choices
-            .into_iter()
-            .map(|c| {
-                let text = c
-                    .message
-                    .and_then(|m| m.content)
-                    .or(c.text)
-                    .unwrap_or_default();
-                (
-                    c.index,
-                    GenChoice {
-                        text,
-                        finish_reason: c.finish_reason.unwrap_or_else(|| "unknown".into()),
-                    },
-                )
-            })
-            .collect();
-        choices.sort_by_key(|(i, _)| *i);
-        let usage = wire.usage.unwrap_or_default();
-        Ok(GenResponse {
-            choices: choices.into_iter().map(|(_, c)| c).collect(),
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            model: wire.model,
-            latency_ms: 0,
-            attempts: 0,
-            endpoint: String::new(),
-        })
     }
 }

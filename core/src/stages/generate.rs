@@ -115,6 +115,13 @@ impl Stage for Generate {
             .enumerate()
             .map(|(i, choice)| {
                 let mut it = item.clone();
+                if i > 0 {
+                    // Seed-level counts (PII redactions, earlier stages' tokens) belong to one
+                    // sample, not n.
+                    it.counters.clear();
+                    it.record.prompt_tokens = 0;
+                    it.record.completion_tokens = 0;
+                }
                 let r = &mut it.record;
                 r.id = record_id(
                     &self.ctx.job.name,
@@ -133,9 +140,10 @@ impl Stage for Generate {
                 r.model = self.backend.model().to_string();
                 r.backend_model = resp.model.clone();
                 r.finish_reason = choice.finish_reason;
-                // Usage is per request; split over samples so totals add up.
-                r.prompt_tokens = if i == 0 { resp.prompt_tokens } else { 0 };
-                r.completion_tokens = resp.completion_tokens / n
+                // Usage is per request; split over samples so totals add up. Added to what
+                // earlier stages of the row spent.
+                r.prompt_tokens += if i == 0 { resp.prompt_tokens } else { 0 };
+                r.completion_tokens += resp.completion_tokens / n
                     + if (i as u64) < resp.completion_tokens % n {
                         1
                     } else {

@@ -5,7 +5,23 @@
 //! stages with bounded concurrency so that every backend stays busy; the coordinator runs
 //! whole-job steps (dedup) after generation.
 
+pub mod dedup;
 pub mod generate;
+// Issue 5 part A: method and quality stages.
+pub mod decontaminate;
+pub mod distill;
+pub mod evolve;
+pub mod evolve_ops;
+pub mod filter;
+pub mod judge;
+pub mod judge_parse;
+pub mod llm;
+pub mod pii;
+pub mod pii_detect;
+pub mod revise;
+pub mod spec_checks;
+pub mod textutil;
+pub mod taxonomy_qa;
 pub mod variations;
 
 use std::collections::HashMap;
@@ -102,6 +118,15 @@ pub fn build_stage(
 ) -> Result<Arc<dyn Stage>, StageError> {
     match spec.stage.as_str() {
         "generate" => Ok(Arc::new(generate::Generate::new(spec, index, ctx)?)),
+        "distill" => Ok(Arc::new(distill::Distill::new(spec, index, ctx)?)),
+        "evolve" => Ok(Arc::new(evolve::Evolve::new(spec, index, ctx)?)),
+        "revise" => Ok(Arc::new(revise::Revise::new(spec, index, ctx)?)),
+        "judge" => Ok(Arc::new(judge::Judge::new(spec, index, ctx)?)),
+        "filter" => Ok(Arc::new(filter::Filter::new(spec, index)?)),
+        "pii" => Ok(Arc::new(pii::Pii::new(spec, index)?)),
+        "decontaminate" => Ok(Arc::new(decontaminate::Decontaminate::new(spec, index)?)),
+        "taxonomy_qa" => Ok(Arc::new(taxonomy_qa::TaxonomyQa::new(spec, index, ctx)?)),
+        "dedup" => Ok(Arc::new(dedup::Dedup::new(spec, index, ctx)?)),
         other => Err(StageError::Config(format!(
             "pipeline[{index}]: unknown stage `{other}`"
         ))),

@@ -1,0 +1,79 @@
+//! TLS flags shared by the coordinator and its clients (worker, submit, status, cancel).
+//!
+//! One struct, flattened into each subcommand, so the flags read the same everywhere:
+//! - coordinator: `--tls-cert --tls-key [--tls-client-ca]` (the last one requires client
+//!   certificates: mutual TLS);
+//! - clients: `--tls-ca [--tls-cert --tls-key]` (the pair is the client's own certificate, for a
+//!   coordinator that requires one). With TLS, an `http://` coordinator URL is used as `https://`.
+//!
+//! A flag given to the wrong side is an error rather than silently ignored.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use synthforge_coordinator::tls::ServerTlsFiles;
+use synthforge_worker::tls::ClientTlsFiles;
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// PEM certificate: the coordinator's own, or a client's for mutual TLS.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Clients: CA that signed the coordinator's certificate (turns TLS on).
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Coordinator: require client certificates signed by this CA (mutual TLS).
+    #[arg(long, value_name = "PEM")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The coordinator's TLS configuration; `None` when no TLS flag is given.
+    pub fn server(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        if self.tls_ca.is_some() {
+            anyhow::bail!(
+                "--tls-ca is a client flag; the coordinator takes --tls-cert, --tls-key and \
+                 optionally --tls-client-ca"
+            );
+        }
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) if self.tls_client_ca.is_none() => return Ok(None),
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => anyhow::bail!("TLS on the coordinator needs both --tls-cert and --tls-key"),
+        };
+        let files = ServerTlsFiles {
+            cert,
+            key,
+            client_ca: self.tls_client_ca.clone(),
+        };
+        Ok(Some(files.load().context("coordinator TLS")?))
+    }
+
+    /// A client's TLS configuration; `None` when no TLS flag is given.
+    pub fn client(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        if self.tls_client_ca.is_some() {
+            anyhow::bail!(
+                "--tls-client-ca is a coordinator flag; clients take --tls-ca and optionally \
+                 --tls-cert with --tls-key"
+            );
+        }
+        let Some(ca) = &self.tls_ca else {
+            if self.tls_cert.is_some() || self.tls_key.is_some() {
+                anyhow::bail!(
+                    "--tls-cert/--tls-key on a client need --tls-ca (the CA that signed the \
+                     coordinator's certificate)"
+                );
+            }
+            return Ok(None);
+        };
+        let files = ClientTlsFiles {
+            ca: ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        };
+        Ok(Some(files.load().context("client TLS")?))
+    }
+}

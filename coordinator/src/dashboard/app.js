@@ -1,0 +1,266 @@
+// synthforge dashboard. Polls the JSON API once a second and redraws.
+//
+// Generated text and every user-given string is untrusted: it only ever reaches the page as
+// text (textContent / text nodes via el()), never as HTML. Do not add innerHTML here.
+'use strict';
+
+const POLL_MS = 1000;
+const state = { selected: null, token: null, messages: {}, detail: null };
+
+// Builds an element; string children become text nodes (never parsed as HTML).
+function el(tag, props, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (k === 'class') e.className = v;
+    else if (k === 'onclick') e.addEventListener('click', v);
+    else if (k === 'style') e.style.cssText = v;
+    else e.setAttribute(k, String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.appendChild(typeof c === 'object' ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+}
+
+function fmtNum(n) {
+  if (n === null || n === undefined || Number.isNaN(n)) return '–';
+  if (Math.abs(n) >= 1e9) return (n / 1e9).toFixed(2) + 'G';
+  if (Math.abs(n) >= 1e6) return (n / 1e6).toFixed(2) + 'M';
+  if (Math.abs(n) >= 1e4) return (n / 1e3).toFixed(1) + 'k';
+  return Number.isInteger(n) ? String(n) : n.toFixed(1);
+}
+
+function fmtDuration(s) {
+  if (s === null || s === undefined) return '–';
+  s = Math.round(s);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  if (h) return `${h}h ${m}m`;
+  if (m) return `${m}m ${sec}s`;
+  return `${sec}s`;
+}
+
+function fmtAgo(ms) {
+  if (!ms) return 'never';
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  return s < 1 ? 'just now' : `${fmtDuration(s)} ago`;
+}
+
+async function getJson(path) {
+  const r = await fetch(path, { cache: 'no-store' });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+async function cancelJob(id) {
+  if (!state.token) {
+    const t = window.prompt(`Job-API token to cancel ${id}:`);
+    if (t === null) return;
+    state.token = t;
+  }
+  let msg;
+  try {
+    const r = await fetch(`/api/jobs/${encodeURIComponent(id)}/cancel`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${state.token}` },
+    });
+    if (r.status === 401) {
+      state.token = null; // ask again next time
+      msg = { ok: false, text: 'refused: wrong or missing token' };
+    } else if (!r.ok) {
+      msg = { ok: false, text: `failed: HTTP ${r.status} ${await r.text()}` };
+    } else {
+      const body = await r.json();
+      msg = { ok: true, text: body.cancelled ? 'cancelled' : 'already ended' };
+    }
+  } catch (e) {
+    msg = { ok: false, text: `failed: ${e.message}` };
+  }
+  state.messages[id] = msg;
+  poll();
+}
+
+function renderJobs(jobs) {
+  const root = document.getElementById('jobs');
+  clear(root);
+  if (!jobs.length) {
+    root.appendChild(el('p', { class: 'muted' }, 'No jobs yet.'));
+    return;
+  }
+  jobs.sort((a, b) => b.record.created_ms - a.record.created_ms);
+  if (!state.selected || !jobs.some((j) => j.record.id === state.selected)) {
+    state.selected = jobs[0].record.id;
+  }
+  for (const j of jobs) {
+    const r = j.record;
+    const st = j.stats;
+    const removed = Object.values(st.removed || {}).reduce((a, b) => a + b, 0);
+    const pct = Math.min(100, j.progress * 100);
+    const terminal = ['succeeded', 'failed', 'cancelled'].includes(r.state);
+    const msg = state.messages[r.id];
+    const card = el('div', { class: 'job' + (r.id === state.selected ? ' selected' : ''), 'data-job': r.id },
+      el('div', { class: 'job-head', onclick: () => { state.selected = r.id; poll(); } },
+        el('span', { class: 'job-name' }, r.name),
+        el('span', { class: 'muted job-id' }, r.id),
+        el('span', { class: `state state-${r.state}` }, r.state),
+        el('span', { class: 'muted' }, r.output)),
+      el('div', { class: 'bar', title: `${pct.toFixed(1)}%` },
+        el('div', { class: 'bar-fill', style: `width:${pct.toFixed(2)}%` })),
+      el('div', { class: 'nums' },
+        el('span', {}, 'progress ', el('b', { class: 'progress-pct' }, `${pct.toFixed(1)}%`)),
+        el('span', {}, 'rows ', el('b', { class: 'rows-done' }, `${j.rows_done}`), ` / ${r.rows_total}`),
+        el('span', {}, 'out ', el('b', {}, fmtNum(st.rows_out))),
+        el('span', {}, 'rows/s ', el('b', { class: 'rows-per-s' }, fmtNum(j.rows_per_s))),
+        el('span', {}, 'tokens/s ', el('b', { class: 'tokens-per-s' }, fmtNum(j.tokens_per_s))),
+        el('span', {}, 'ETA ', el('b', { class: 'eta' }, terminal ? 'done' : fmtDuration(j.eta_s))),
+        el('span', {}, 'tasks ', el('b', {}, `${j.tasks_done}/${r.tasks_total}`),
+          ` (${j.tasks_leased} running, ${j.tasks_pending} pending, ${j.tasks_failed} failed)`),
+        el('span', {}, 'removed ', el('b', {}, fmtNum(removed))),
+        el('span', {}, 'failed rows ', el('b', {}, fmtNum(st.rows_failed))),
+        el('span', {}, 'tokens ', el('b', {}, fmtNum(st.prompt_tokens)), ' in / ',
+          el('b', {}, fmtNum(st.completion_tokens)), ' out')),
+      r.error ? el('div', { class: 'error' }, r.error) : null,
+      el('div', {},
+        el('button', { class: 'cancel', 'data-job': r.id, onclick: () => cancelJob(r.id), ...(terminal ? { disabled: '' } : {}) }, 'Cancel'),
+        msg ? el('span', { class: 'msg ' + (msg.ok ? 'ok' : 'error') }, msg.text) : null));
+    root.appendChild(card);
+  }
+}
+
+function renderDetail(d) {
+  const sec = document.getElementById('detail');
+  if (!d) { sec.hidden = true; return; }
+  sec.hidden = false;
+  const name = document.getElementById('detail-name');
+  name.textContent = `${d.record.name} (${d.record.id})`;
+  drawChart(document.getElementById('chart'), d.series);
+
+  const removed = document.querySelector('#removed tbody');
+  clear(removed);
+  const reasons = Object.entries(d.stats.removed || {});
+  if (!reasons.length) removed.appendChild(el('tr', {}, el('td', { colspan: 2, class: 'muted' }, 'none')));
+  for (const [reason, n] of reasons) removed.appendChild(el('tr', {}, el('td', {}, reason), el('td', {}, fmtNum(n))));
+
+  document.getElementById('failed-rows').textContent =
+    `${d.stats.rows_failed} seed rows went to failures/; ${d.failed_tasks.length} tasks failed.`;
+  const fl = document.getElementById('failures');
+  clear(fl);
+  for (const [task, err] of d.failed_tasks) fl.appendChild(el('li', {}, `task ${task}: `, el('span', { class: 'error' }, err)));
+
+  const be = document.querySelector('#backends tbody');
+  clear(be);
+  if (!d.backends.length) be.appendChild(el('tr', {}, el('td', { colspan: 11, class: 'muted' }, 'no reports yet (workers send them with heartbeats)')));
+  for (const b of d.backends) {
+    const errs = Object.entries(b.errors_by_code).map(([c, n]) => `${c === '0' ? 'transport' : c}: ${n}`).join(', ') || 'none';
+    be.appendChild(el('tr', {},
+      el('td', {}, b.backend), el('td', {}, b.model), el('td', {}, b.url + (b.ejected ? ' (ejected)' : '')),
+      el('td', {}, fmtNum(b.limit)), el('td', {}, fmtNum(b.in_flight)), el('td', {}, fmtNum(b.requests_ok)),
+      el('td', {}, fmtNum(b.latency_p50_ms)), el('td', {}, fmtNum(b.latency_p95_ms)),
+      el('td', {}, errs), el('td', {}, fmtNum(b.retries)), el('td', {}, fmtNum(b.workers))));
+  }
+
+  const sm = document.getElementById('samples');
+  clear(sm);
+  if (!d.samples.length) sm.appendChild(el('p', { class: 'muted' }, 'No committed rows yet.'));
+  for (const s of d.samples.slice().reverse()) {
+    sm.appendChild(el('div', { class: 'sample' },
+      el('div', { class: 'muted' }, `seed ${s.seed_id} · task ${s.task_id} · ${s.stage} · ${s.model}`),
+      s.prompt ? el('pre', { class: 'sample-prompt' }, s.prompt) : null,
+      el('pre', { class: 'sample-completion' }, s.completion)));
+  }
+}
+
+// Rows/s (left axis, blue) and tokens/s (right axis, amber) over time.
+function drawChart(canvas, series) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || canvas.width, h = canvas.clientHeight || canvas.height;
+  canvas.width = Math.round(w * dpr);
+  canvas.height = Math.round(h * dpr);
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const pad = { l: 48, r: 56, t: 10, b: 22 };
+  const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.strokeStyle = '#d9dde3';
+  ctx.strokeRect(pad.l, pad.t, pw, ph);
+  canvas.dataset.points = String(series.length);
+  if (series.length < 2) {
+    ctx.fillStyle = '#6b7280';
+    ctx.fillText('waiting for data…', pad.l + 8, pad.t + 18);
+    return;
+  }
+  const t0 = series[0].t_ms, t1 = series[series.length - 1].t_ms;
+  const maxRows = Math.max(1e-9, ...series.map((p) => p.rows_per_s)) * 1.1;
+  const maxTok = Math.max(1e-9, ...series.map((p) => p.tokens_per_s)) * 1.1;
+  const x = (t) => pad.l + ((t - t0) / Math.max(1, t1 - t0)) * pw;
+  const line = (key, max, color) => {
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    series.forEach((p, i) => {
+      const y = pad.t + ph - (p[key] / max) * ph;
+      if (i === 0) ctx.moveTo(x(p.t_ms), y); else ctx.lineTo(x(p.t_ms), y);
+    });
+    ctx.stroke();
+  };
+  // tokens/s as a shaded area underneath, rows/s as the line on top: both stay visible
+  // even when they move together.
+  ctx.fillStyle = 'rgba(217, 119, 6, 0.15)';
+  ctx.beginPath();
+  ctx.moveTo(x(t0), pad.t + ph);
+  for (const p of series) ctx.lineTo(x(p.t_ms), pad.t + ph - (p.tokens_per_s / maxTok) * ph);
+  ctx.lineTo(x(t1), pad.t + ph);
+  ctx.closePath();
+  ctx.fill();
+  line('tokens_per_s', maxTok, '#d97706');
+  line('rows_per_s', maxRows, '#2563eb');
+  ctx.fillStyle = '#2563eb';
+  ctx.fillText(fmtNum(maxRows / 1.1), 4, pad.t + 10);
+  ctx.fillText('0', 4, pad.t + ph);
+  ctx.fillStyle = '#d97706';
+  ctx.fillText(fmtNum(maxTok / 1.1), w - pad.r + 4, pad.t + 10);
+  ctx.fillStyle = '#6b7280';
+  ctx.fillText(`${fmtDuration((t1 - t0) / 1000)} shown`, pad.l, h - 6);
+  ctx.fillText(new Date(t1).toLocaleTimeString(), pad.l + pw - 60, h - 6);
+}
+
+function renderWorkers(workers) {
+  const tb = document.querySelector('#workers tbody');
+  clear(tb);
+  if (!workers.length) tb.appendChild(el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'no workers registered')));
+  for (const w of workers) {
+    tb.appendChild(el('tr', { 'data-worker': w.id },
+      el('td', {}, w.id), el('td', {}, w.address), el('td', {}, w.current_task || 'idle'),
+      el('td', {}, fmtAgo(w.last_seen_ms)), el('td', {}, fmtNum(w.rows_per_s)),
+      el('td', {}, fmtNum(w.rows_done_total + w.task_rows_done)), el('td', {}, fmtNum(w.tasks_done))));
+  }
+}
+
+let polling = false;
+async function poll() {
+  if (polling) return;
+  polling = true;
+  const conn = document.getElementById('conn');
+  try {
+    const [jobs, workers] = await Promise.all([getJson('/api/jobs'), getJson('/api/workers')]);
+    renderJobs(jobs);
+    renderWorkers(workers);
+    state.detail = state.selected ? await getJson(`/api/jobs/${encodeURIComponent(state.selected)}`) : null;
+    renderDetail(state.detail);
+    conn.textContent = 'live';
+    document.getElementById('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
+  } catch (e) {
+    conn.textContent = `disconnected (${e.message})`;
+  } finally {
+    polling = false;
+  }
+}
+
+poll();
+setInterval(poll, POLL_MS);

@@ -1,0 +1,120 @@
+//! TLS for the coordinator's gRPC port (rustls through tonic).
+//!
+//! The coordinator presents a certificate (`--tls-cert`, `--tls-key`); with `--tls-client-ca`
+//! it also *requires* every client (worker, CLI) to present a certificate signed by that CA
+//! (mutual TLS), so a stolen bearer token alone is not enough to talk to the cluster.
+//! Files are read and checked here, at start, so that a wrong path or a non-PEM file is a clear
+//! error naming the file instead of a failed handshake later.
+
+use std::path::{Path, PathBuf};
+
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+/// Why the TLS material could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// (The I/O error is a plain field, not a `source`, so it is printed once.)
+    #[error("cannot read {what} {path}: {error}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{what} {path} is not PEM (expected a `-----BEGIN {expected}` block)")]
+    NotPem {
+        what: &'static str,
+        path: PathBuf,
+        expected: &'static str,
+    },
+    #[error("invalid TLS configuration: {0}")]
+    Config(String),
+}
+
+/// Where the coordinator's TLS material lives.
+#[derive(Debug, Clone)]
+pub struct ServerTlsFiles {
+    /// PEM certificate chain presented to clients.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ServerTlsFiles {
+    /// Reads and checks the files and builds the tonic/rustls server configuration.
+    pub fn load(&self) -> Result<ServerTlsConfig, TlsError> {
+        let cert = read_pem("TLS certificate", &self.cert, "CERTIFICATE")?;
+        let key = read_pem("TLS private key", &self.key, "")?;
+        let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &self.client_ca {
+            let ca = read_pem("TLS client CA", ca, "CERTIFICATE")?;
+            cfg = cfg.client_ca_root(Certificate::from_pem(ca));
+        }
+        // Build it once now so a key that does not match or parse fails at start, not on the
+        // first connection.
+        tonic::transport::Server::builder()
+            .tls_config(cfg.clone())
+            .map_err(|e| TlsError::Config(error_chain(&e)))?;
+        Ok(cfg)
+    }
+}
+
+/// Reads a PEM file, checking it holds a `-----BEGIN <expected>` block (any block when empty).
+pub fn read_pem(
+    what: &'static str,
+    path: &Path,
+    expected: &'static str,
+) -> Result<Vec<u8>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|error| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let marker = format!("-----BEGIN {expected}");
+    if !String::from_utf8_lossy(&bytes).contains(&marker) {
+        return Err(TlsError::NotPem {
+            what,
+            path: path.to_path_buf(),
+            expected: if expected.is_empty() { "..." } else { expected },
+        });
+    }
+    Ok(bytes)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_non_pem_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("cert.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let files = ServerTlsFiles {
+            cert: not_pem.clone(),
+            key: dir.path().join("missing.key"),
+            client_ca: None,
+        };
+        let e = files.load().unwrap_err().to_string();
+        assert!(e.contains("cert.pem") && e.contains("not PEM"), "{e}");
+
+        std::fs::write(&not_pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let e = files.load().unwrap_err().to_string();
+        assert!(
+            e.contains("missing.key") && e.contains("cannot read"),
+            "{e}"
+        );
+    }
+}

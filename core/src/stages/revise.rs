@@ -1,0 +1,294 @@
+//! `revise`: generate → critique → revise for `rounds` rounds (Phi-4-style self-revision, or
+//! multi-agent when the roles use different backends).
+//!
+//! With a `template`, the stage drafts `samples` answers itself with `backend`; without one it
+//! revises the `completion` an earlier stage produced (keeping that record's id). Each round the
+//! critic (`critic_backend`, default `backend`) reviews the current answer and the reviser
+//! (`reviser_backend`, default `backend`) rewrites it. `critique_template` / `revise_template`
+//! override the built-in prompts; they see the row's context plus `prompt`, `completion` and
+//! (revise only) `critique`.
+//!
+//! Columns: `draft` (the first answer), `critiques` (JSON list, one per round),
+//! `revision_rounds`, `critic_model`, `reviser_model`. `completion` is the final answer.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{llm, Item, Outcome, Stage, StageContext, StageError};
+use crate::backend::{Backend, GenResponse};
+use crate::record::{record_id, ChatMessage};
+use crate::spec::StageSpec;
+use crate::template::PromptTemplate;
+
+const CRITIQUE: &str = "You are a demanding reviewer. Review the response to the task below. \
+List the concrete problems (factual errors, missing steps, unclear passages, unmet \
+requirements) and say how to fix each. Do not rewrite the response.\n\n\
+## Task\n{{ prompt }}\n\n## Response\n{{ completion }}\n\n## Critique\n";
+
+const REVISE: &str = "Revise the response to the task so that it addresses every point of \
+the critique. Reply with the improved response only.\n\n\
+## Task\n{{ prompt }}\n\n## Response\n{{ completion }}\n\n## Critique\n{{ critique }}\n\n\
+## Improved response\n";
+
+pub struct Revise {
+    name: String,
+    template: Option<PromptTemplate>,
+    critique: PromptTemplate,
+    revise: PromptTemplate,
+    rounds: u32,
+    samples: u32,
+    backend: Arc<Backend>,
+    critic: Arc<Backend>,
+    reviser: Arc<Backend>,
+    spec: StageSpec,
+    ctx: StageContext,
+}
+
+fn template_param(spec: &StageSpec, key: &str, default: &str) -> Result<PromptTemplate, String> {
+    let src = llm::str_param(spec, key)?.unwrap_or(default);
+    PromptTemplate::new(src).map_err(|e| format!("`{key}`: {e}"))
+}
+
+impl Revise {
+    pub fn new(spec: &StageSpec, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
+        let at = |m: String| StageError::Config(format!("pipeline[{index}] (revise): {m}"));
+        let name = spec
+            .backend
+            .as_deref()
+            .ok_or_else(|| at("`backend` is required".into()))?;
+        let backend = ctx.backend(name)?;
+        Ok(Revise {
+            name: spec.stage.clone(),
+            template: llm::optional_template(spec).map_err(at)?,
+            critique: template_param(spec, "critique_template", CRITIQUE).map_err(at)?,
+            revise: template_param(spec, "revise_template", REVISE).map_err(at)?,
+            rounds: llm::u64_param(spec, "rounds").map_err(at)?.unwrap_or(1) as u32,
+            samples: spec.samples.unwrap_or(1).max(1),
+            critic: llm::backend_param(spec, "critic_backend", ctx, &backend)?,
+            reviser: llm::backend_param(spec, "reviser_backend", ctx, &backend)?,
+            backend,
+            spec: spec.clone(),
+            ctx: ctx.clone(),
+        })
+    }
+
+    /// One call with one user message; returns the text and adds usage to `item`'s record.
+    async fn ask(
+        &self,
+        backend: &Backend,
+        item: &mut Item,
+        user: String,
+        salt: u64,
+    ) -> Result<String, String> {
+        let msgs = vec![ChatMessage::new("user", user)];
+        let req = llm::request(
+            &self.spec,
+            msgs,
+            1,
+            self.ctx.job.seed,
+            item.seed.index,
+            salt,
+        );
+        let resp: GenResponse = backend.generate(&req).await.map_err(|e| e.to_string())?;
+        llm::add_usage(&mut item.record, &resp);
+        Ok(resp
+            .choices
+            .into_iter()
+            .next()
+            .map(|c| c.text)
+            .unwrap_or_default())
+    }
+
+    /// Critique/revise rounds over the item's current `completion`.
+    async fn rounds(&self, mut item: Item, prompt: String) -> Outcome {
+        let mut critiques = Vec::new();
+        let draft = item.record.completion.clone();
+        let sample = item.record.sample_index as u64;
+        for round in 1..=self.rounds {
+            let mut vars = item.context.clone();
+            vars.insert("prompt".into(), Value::String(prompt.clone()));
+            vars.insert(
+                "completion".into(),
+                Value::String(item.record.completion.clone()),
+            );
+            let salt = 1000 * (sample + 1) + 2 * round as u64;
+            let text = match self.critique.render(&Value::Object(vars.clone())) {
+                Ok(t) => t,
+                Err(e) => {
+                    return llm::fail(
+                        &self.ctx,
+                        &item,
+                        &self.name,
+                        format!("critique_template: {e}"),
+                    )
+                }
+            };
+            let critique = match self.ask(&self.critic, &mut item, text, salt).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return llm::fail(
+                        &self.ctx,
+                        &item,
+                        &self.name,
+                        format!("round {round} critique: {e}"),
+                    )
+                }
+            };
+            vars.insert("critique".into(), Value::String(critique.clone()));
+            critiques.push(Value::String(critique));
+            let text = match self.revise.render(&Value::Object(vars)) {
+                Ok(t) => t,
+                Err(e) => {
+                    return llm::fail(
+                        &self.ctx,
+                        &item,
+                        &self.name,
+                        format!("revise_template: {e}"),
+                    )
+                }
+            };
+            match self.ask(&self.reviser, &mut item, text, salt + 1).await {
+                Ok(revised) => item.record.completion = revised,
+                Err(e) => {
+                    return llm::fail(
+                        &self.ctx,
+                        &item,
+                        &self.name,
+                        format!("round {round} revise: {e}"),
+                    )
+                }
+            }
+        }
+        let r = &mut item.record;
+        if let Some(msgs) = r.messages.as_mut() {
+            match msgs.last_mut() {
+                Some(last) if last.role == "assistant" => last.content = r.completion.clone(),
+                _ => msgs.push(ChatMessage::new("assistant", r.completion.clone())),
+            }
+        }
+        r.extra.insert("draft".into(), draft);
+        r.extra
+            .insert("critiques".into(), Value::Array(critiques).to_string());
+        r.extra
+            .insert("revision_rounds".into(), self.rounds.to_string());
+        r.extra
+            .insert("critic_model".into(), self.critic.model().to_string());
+        r.extra
+            .insert("reviser_model".into(), self.reviser.model().to_string());
+        item.context
+            .insert("completion".into(), Value::String(r.completion.clone()));
+        Outcome::Keep(item)
+    }
+
+    /// Drafts `samples` answers from the template.
+    async fn drafts(
+        &self,
+        mut item: Item,
+        t: &PromptTemplate,
+    ) -> Result<Vec<(Item, String)>, Outcome> {
+        let prompt = t
+            .render(&Value::Object(item.context.clone()))
+            .map_err(|e| llm::fail(&self.ctx, &item, &self.name, e))?;
+        let messages = llm::user_messages(self.spec.system_prompt.as_deref(), &prompt);
+        let req = llm::request(
+            &self.spec,
+            messages.clone(),
+            self.samples,
+            self.ctx.job.seed,
+            item.seed.index,
+            0,
+        );
+        let resp = self
+            .backend
+            .generate(&req)
+            .await
+            .map_err(|e| llm::fail(&self.ctx, &item, &self.name, format!("draft: {e}")))?;
+        item.context
+            .insert("prompt".into(), Value::String(prompt.clone()));
+        let job = &self.ctx.job;
+        let n = resp.choices.len();
+        Ok(resp
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut it = item.clone();
+                if i > 0 {
+                    // Seed-level counts (PII redactions, earlier stages' tokens) belong to
+                    // one sample only.
+                    it.counters.clear();
+                    it.record.prompt_tokens = 0;
+                    it.record.completion_tokens = 0;
+                }
+                let r = &mut it.record;
+                r.id = record_id(&job.name, job.seed, item.seed.index, &self.name, i as u32);
+                r.stage = self.name.clone();
+                r.sample_index = i as u32;
+                r.prompt = Some(prompt.clone());
+                let mut msgs = messages.clone();
+                msgs.push(ChatMessage::new("assistant", c.text.clone()));
+                r.messages = Some(msgs);
+                r.completion = c.text.clone();
+                r.finish_reason = c.finish_reason.clone();
+                let (p, ct) = llm::usage_share(&resp, i, n);
+                r.prompt_tokens += p;
+                r.completion_tokens += ct;
+                r.latency_ms = resp.latency_ms;
+                llm::set_lineage(r, &self.backend, &self.spec, &resp, Some(t));
+                (it, prompt.clone())
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Stage for Revise {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn extra_columns(&self) -> Vec<String> {
+        [
+            "draft",
+            "critiques",
+            "revision_rounds",
+            "critic_model",
+            "reviser_model",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn concurrency(&self) -> usize {
+        self.backend.concurrency_limit()
+    }
+
+    async fn process(&self, item: Item) -> Vec<Outcome> {
+        let work = match &self.template {
+            Some(t) => match self.drafts(item, t).await {
+                Ok(w) => w,
+                Err(failed) => return vec![failed],
+            },
+            None => {
+                if !item.context.contains_key("completion") {
+                    let msg = "no `template` and no `completion` from an earlier stage to revise";
+                    return vec![llm::fail(&self.ctx, &item, &self.name, msg)];
+                }
+                let prompt = item
+                    .record
+                    .prompt
+                    .clone()
+                    .or_else(|| {
+                        item.context
+                            .get("instruction")
+                            .and_then(|v| v.as_str().map(String::from))
+                    })
+                    .unwrap_or_default();
+                vec![(item, prompt)]
+            }
+        };
+        futures::future::join_all(work.into_iter().map(|(it, p)| self.rounds(it, p))).await
+    }
+}

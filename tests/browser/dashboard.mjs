@@ -1,0 +1,139 @@
+// Drives the coordinator dashboard in headless Chromium (Debian's `chromium`) with
+// playwright-core. Spawned by tests/tests/dashboard.rs against a running job; exits non-zero
+// with a message on the first failed check and prints a JSON summary line on success.
+//
+// Environment: DASHBOARD_URL, JOB_ID, TOKEN, SCREENSHOT (png path), CHROMIUM (binary),
+// PLANTED (the exact untrusted text the mock backend returns for planted rows).
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const url = env('DASHBOARD_URL');
+const jobId = env('JOB_ID');
+const token = env('TOKEN');
+const screenshot = env('SCREENSHOT');
+const planted = env('PLANTED');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const WAIT = 90_000;
+
+function check(cond, msg) {
+  if (!cond) throw new Error(`check failed: ${msg}`);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'sf-chromium-'));
+// A fresh profile directory (Playwright passes it as --user-data-dir).
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath,
+  headless: true,
+  viewport: { width: 1400, height: 1300 },
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+const summary = {};
+try {
+  const page = context.pages()[0] || (await context.newPage());
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  // The refused cancel logs its 401 as a console error; that one is expected.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/status of 401/.test(m.text())) pageErrors.push(m.text());
+  });
+  // Any attempt to load the planted <img src=x> would show up as a request for /x.
+  const strayRequests = [];
+  page.on('request', (r) => { if (/\/x$/.test(r.url())) strayRequests.push(r.url()); });
+
+  await page.goto(url, { waitUntil: 'load' });
+  const card = page.locator(`.job[data-job="${jobId}"]`);
+  await card.waitFor({ timeout: WAIT });
+  // User-given strings (the job name here) are text too.
+  const name = await card.locator('.job-name').textContent();
+  check(name.includes('<b>demo</b>') && (await card.locator('.job-name b').count()) === 0, `job name rendered as ${name}`);
+
+  // 1. Progress advances.
+  const rowsDone = async () => Number(await card.locator('.rows-done').textContent());
+  const first = await rowsDone();
+  await page.waitForFunction(
+    ([id, n]) => {
+      const e = document.querySelector(`.job[data-job="${id}"] .rows-done`);
+      return e && Number(e.textContent) > n;
+    },
+    [jobId, first],
+    { timeout: WAIT },
+  );
+  const second = await rowsDone();
+  check(second > first, `rows done went from ${first} to ${second}`);
+  const width = await card.locator('.bar-fill').evaluate((e) => parseFloat(e.style.width));
+  check(width > 0, `progress bar has width ${width}%`);
+  summary.rows_done = [first, second];
+
+  // 2. The chart draws: several points, and the rows/s line put blue pixels on the canvas.
+  await page.waitForFunction(() => Number(document.getElementById('chart').dataset.points) >= 3, null, { timeout: WAIT });
+  await page.waitForFunction(() => Number(document.querySelector('.rows-per-s')?.textContent) > 0, null, { timeout: WAIT });
+  const blue = await page.evaluate(() => {
+    const c = document.getElementById('chart');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 2] > 180 && d[i] < 90 && d[i + 3] > 0) n++;
+    }
+    return n;
+  });
+  check(blue > 50, `chart has ${blue} blue (rows/s line) pixels`);
+  summary.chart_blue_pixels = blue;
+
+  // 3. Planted generated text shows as text and never runs.
+  await page.waitForFunction(
+    (text) => [...document.querySelectorAll('.sample-completion')].some((e) => e.textContent.includes(text)),
+    planted,
+    { timeout: WAIT },
+  );
+  await page.waitForTimeout(1500); // give an (unwanted) onerror handler time to fire
+  const xss = await page.evaluate(() => ({
+    pwned: typeof window.pwned,
+    scripts: document.querySelectorAll('#samples script, #jobs script').length,
+    imgs: document.querySelectorAll('img').length,
+    shown: [...document.querySelectorAll('.sample-completion')].filter((e) => e.textContent.includes('<script>')).length,
+  }));
+  check(xss.pwned === 'undefined', `window.pwned is ${xss.pwned}`);
+  check(xss.scripts === 0 && xss.imgs === 0, `injected elements in the DOM: ${JSON.stringify(xss)}`);
+  check(xss.shown > 0, 'the planted text is visible as text');
+  check(strayRequests.length === 0, `planted <img> was fetched: ${strayRequests}`);
+  summary.planted_samples_shown = xss.shown;
+
+  // Workers and backends panels are filled from heartbeats.
+  await page.waitForFunction(() => document.querySelectorAll('#workers tbody tr[data-worker]').length >= 1, null, { timeout: WAIT });
+  await page.waitForFunction(() => document.querySelectorAll('#backends tbody tr td').length > 1, null, { timeout: WAIT });
+  summary.workers = await page.locator('#workers tbody tr[data-worker]').count();
+
+  // Let the chart gather ~15 s of history so the screenshot shows a real curve.
+  await page.waitForFunction(() => Number(document.getElementById('chart').dataset.points) >= 15, null, { timeout: WAIT });
+  summary.chart_points = Number(await page.locator('#chart').getAttribute('data-points'));
+  await page.screenshot({ path: screenshot, fullPage: true });
+
+  // 4. Cancel without the right token is refused; the job keeps running.
+  page.once('dialog', (d) => d.accept('not-the-token'));
+  await card.locator('button.cancel').click();
+  await card.locator('.msg').filter({ hasText: 'refused' }).waitFor({ timeout: WAIT });
+  const stillRunning = await page.evaluate(async (id) => (await (await fetch(`/api/jobs/${id}`)).json()).record.state, jobId);
+  check(stillRunning === 'running', `after a refused cancel the job is ${stillRunning}`);
+
+  // 5. Cancel with the token works.
+  page.once('dialog', (d) => d.accept(token));
+  await card.locator('button.cancel').click();
+  await card.locator('.state').filter({ hasText: 'cancelled' }).waitFor({ timeout: WAIT });
+  summary.cancelled = true;
+  check(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
+  await page.screenshot({ path: screenshot.replace(/\.png$/, '-cancelled.png'), fullPage: true });
+  console.log(JSON.stringify({ ok: true, ...summary }));
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
