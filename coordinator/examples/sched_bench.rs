@@ -309,8 +309,10 @@ async fn run<S: TaskStore + 'static>(a: &Args, store: Arc<Timed<S>>) {
     println!("  rss {:?} MiB", rss_mib());
 
     // Store-only phase: claim + complete straight on the store, all workers at once, on tasks
-    // the scheduler phase did not touch.
-    let next = Arc::new(AtomicU64::new(a.tasks / 2));
+    // the scheduler phase did not touch (it leased from task 0 upwards).
+    let next = Arc::new(AtomicU64::new(
+        (a.tasks / 2).max(done as u64 + a.workers as u64),
+    ));
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let start = Instant::now();
     let mut handles = Vec::new();

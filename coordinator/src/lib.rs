@@ -4,8 +4,8 @@
 
 pub mod card;
 pub mod convert;
-pub mod dedup;
 pub mod dashboard;
+pub mod dedup;
 pub mod finalize;
 pub mod grpc;
 pub mod ha;

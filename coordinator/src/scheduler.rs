@@ -78,6 +78,8 @@ struct JobEntry {
     stats: TaskStats,
     /// task id → rows done so far by its current attempt.
     progress: HashMap<u64, u64>,
+    /// Tasks done or failed: kept as a count so a completion is O(1), not a scan of the job.
+    ended: usize,
 }
 
 impl JobEntry {
@@ -86,9 +88,7 @@ impl JobEntry {
     }
 
     fn all_ended(&self) -> bool {
-        self.tasks
-            .iter()
-            .all(|t| matches!(t.state, TaskState::Done | TaskState::Failed))
+        self.ended == self.tasks.len()
     }
 
     fn view(&self) -> JobView {
@@ -228,6 +228,10 @@ impl Scheduler {
                 .filter(|t| t.state == TaskState::Pending)
                 .map(|t| t.task_id)
                 .collect();
+            let ended = tasks
+                .iter()
+                .filter(|t| matches!(t.state, TaskState::Done | TaskState::Failed))
+                .count();
             let entry = JobEntry {
                 record,
                 spec,
@@ -235,6 +239,7 @@ impl Scheduler {
                 pending,
                 stats,
                 progress: HashMap::new(),
+                ended,
             };
             if !entry.record.state.is_terminal() && entry.all_ended() {
                 to_finalize.push(entry.record.id.clone());
@@ -297,6 +302,7 @@ impl Scheduler {
             tasks,
             stats: TaskStats::default(),
             progress: HashMap::new(),
+            ended: 0,
         };
         let empty = entry.tasks.is_empty();
         let view = entry.view();
@@ -474,6 +480,7 @@ impl Scheduler {
         entry.progress.remove(&task_id);
         let t = &mut entry.tasks[task_id as usize];
         t.state = TaskState::Done;
+        entry.ended += 1;
         t.files = files;
         t.stats = stats.clone();
         let done = entry.all_ended();
@@ -538,6 +545,7 @@ impl Scheduler {
             entry.pending.push_back(task_id);
         } else {
             t.state = TaskState::Failed;
+            entry.ended += 1;
         }
         let done = entry.all_ended();
         if let Some(w) = inner.workers.get_mut(worker) {
@@ -579,6 +587,9 @@ impl Scheduler {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             entry.progress.remove(&t.task_id);
             if let Some(mem) = entry.tasks.get_mut(t.task_id as usize) {
+                if t.state == TaskState::Failed && mem.state != TaskState::Failed {
+                    entry.ended += 1;
+                }
                 *mem = t.clone();
             }
             if t.state == TaskState::Pending {

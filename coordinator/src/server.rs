@@ -151,10 +151,9 @@ impl Coordinator {
             let app = router(HttpState {
                 sched: sched.clone(),
                 auth,
-                ready: gate.as_ref().map_or_else(
-                    || Arc::new(AtomicBool::new(true)),
-                    |g| g.ready_flag(),
-                ),
+                ready: gate
+                    .as_ref()
+                    .map_or_else(|| Arc::new(AtomicBool::new(true)), |g| g.ready_flag()),
             });
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, app).await {

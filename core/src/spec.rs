@@ -352,7 +352,10 @@ impl JobSpec {
             if stage.stage == "dedup" {
                 crate::stages::dedup::params(stage).map_err(|m| invalid(at("stage"), m))?;
                 if i + 1 != self.pipeline.len() {
-                    return Err(invalid(at("stage"), "`dedup` must be the last stage".into()));
+                    return Err(invalid(
+                        at("stage"),
+                        "`dedup` must be the last stage".into(),
+                    ));
                 }
             }
             if stage.stage == "taxonomy_qa" && stage.backend.is_none() {

@@ -6,7 +6,18 @@
 use std::sync::Arc;
 
 /// Names minijinja provides itself (loop helpers, globals); never reported as missing columns.
-const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "self", "super", "caller", "varargs", "kwargs"];
+const BUILTINS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "super",
+    "caller",
+    "varargs",
+    "kwargs",
+];
 
 use minijinja::{Environment, UndefinedBehavior};
 use sha2::{Digest, Sha256};
@@ -136,7 +147,10 @@ mod tests {
     fn missing_column_is_an_error_naming_it() {
         let t = PromptTemplate::new("About {{ txet }}").unwrap();
         let e = t.render(&json!({"text": "bees"})).unwrap_err().to_string();
-        assert!(e.contains("missing column `txet`") && e.contains("text"), "{e}");
+        assert!(
+            e.contains("missing column `txet`") && e.contains("text"),
+            "{e}"
+        );
     }
 
     #[test]

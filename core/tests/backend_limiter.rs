@@ -20,11 +20,17 @@ async fn auto_limit_settles_near_the_slot_count() {
     let b = backend(serde_json::json!({"url": mock.url(), "max_concurrency": "auto"}));
     // Far more offered than the server can take: only the limiter bounds what is in flight.
     let width = b.concurrency_limit();
-    assert!(width >= 256, "callers are told to offer enough work: {width}");
+    assert!(
+        width >= 256,
+        "callers are told to offer enough work: {width}"
+    );
     let (ok, errs) = drive(&b, 3000, width).await;
     assert_eq!(ok, 3000, "{errs:?}");
     let limit = b.current_limit();
-    assert!((12..=48).contains(&limit), "limit {limit} not near 16 slots");
+    assert!(
+        (12..=48).contains(&limit),
+        "limit {limit} not near 16 slots"
+    );
     let stats = mock.get("/stats").await;
     assert_eq!(stats["requests_by_status"]["200"], 3000);
 }

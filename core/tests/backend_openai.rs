@@ -51,7 +51,10 @@ async fn chat_body_and_samples() {
     assert_eq!(body["n"], 3);
     assert_eq!(body["stop"], serde_json::json!(["\n\n"]));
     assert_eq!(body["seed"], 42);
-    assert_eq!(body["max_tokens"], 8, "request overrides the backend default");
+    assert_eq!(
+        body["max_tokens"], 8,
+        "request overrides the backend default"
+    );
     assert!((body["temperature"].as_f64().unwrap() - 0.7).abs() < 1e-6);
     assert_eq!(body["response_format"], schema_format());
     assert_eq!(body["messages"][0]["role"], "user");
@@ -108,7 +111,10 @@ async fn unknown_model_is_a_clear_error() {
     let err = bad.check_model().await.unwrap_err();
     assert!(matches!(err, BackendError::UnknownModel { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("`gpt-5`") && msg.contains("llama-3-8b, qwen-2"), "{msg}");
+    assert!(
+        msg.contains("`gpt-5`") && msg.contains("llama-3-8b, qwen-2"),
+        "{msg}"
+    );
     // Sent anyway, the request fails at once (404 is not retried).
     let e = bad.generate(&chat("x")).await.unwrap_err().to_string();
     assert!(e.contains("HTTP 404"), "{e}");

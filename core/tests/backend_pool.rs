@@ -22,7 +22,10 @@ async fn closed_port_is_ejected_and_probed_back_in() {
     let bad = &snap.endpoints[0];
     assert_eq!(bad.url, bad_url);
     assert!(bad.ejected, "{snap:?}");
-    assert!(bad.errors_by_code.get(&0).copied().unwrap_or(0) >= 5, "{bad:?}");
+    assert!(
+        bad.errors_by_code.get(&0).copied().unwrap_or(0) >= 5,
+        "{bad:?}"
+    );
     assert_eq!(bad.requests_ok, 0);
     assert_eq!(snap.endpoints[1].requests_ok, 200);
     assert!(!snap.endpoints[1].ejected);
@@ -97,6 +100,23 @@ async fn load_spreads_over_endpoints_by_capacity() {
     let snap = b.snapshot();
     let (s, l) = (snap.endpoints[0].requests_ok, snap.endpoints[1].requests_ok);
     assert_eq!(s + l, 1500);
-    assert!(l > s, "the endpoint with 4x the slots serves more: {s} vs {l}");
+    assert!(
+        l > s,
+        "the endpoint with 4x the slots serves more: {s} vs {l}"
+    );
     assert!(snap.endpoints[1].latency_p50_ms >= 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_check_skips_a_dead_endpoint_but_not_all() {
+    let good = Mock::start(Mock::args()).await;
+    let dead = format!("http://127.0.0.1:{}/v1", closed_port());
+    let b = backend(serde_json::json!({"urls": [dead.clone(), good.url()]}));
+    b.check_model().await.unwrap();
+    let wrong = backend(serde_json::json!({"urls": [dead.clone(), good.url()], "model": "nope"}));
+    let e = wrong.check_model().await.unwrap_err().to_string();
+    assert!(e.contains("`nope` is not served"), "{e}");
+    let none = backend(serde_json::json!({"url": dead}));
+    let e = none.check_model().await.unwrap_err().to_string();
+    assert!(e.contains("127.0.0.1"), "{e}");
 }

@@ -23,7 +23,10 @@ async fn retry_after_is_honoured_and_attempts_capped() {
     assert!(err.contains("gave up after 3 attempts"), "{err}");
     assert!(err.contains("429"), "{err}");
     // Two retries, each at least the server's Retry-After of 1 s later.
-    assert!(took >= Duration::from_secs(2), "retries came too soon: {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "retries came too soon: {took:?}"
+    );
     let stats = mock.get("/stats").await;
     assert_eq!(stats["requests_by_status"]["429"], 3, "{stats}");
     let snap = b.snapshot();
@@ -86,7 +89,11 @@ async fn requests_per_minute_budget_paces_requests() {
     let t0 = Instant::now();
     let (ok, errs) = drive(&b, 26, 26).await;
     assert_eq!(ok, 26, "{errs:?}");
-    assert!(t0.elapsed() >= Duration::from_millis(2900), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +107,10 @@ async fn tokens_per_minute_budget_paces_requests() {
     assert_eq!(ok, 150, "{errs:?}");
     let used = b.snapshot().prompt_tokens + b.snapshot().completion_tokens;
     let min_secs = (used.saturating_sub(1000)) as f64 / 100.0;
-    assert!(min_secs > 0.5, "test needs more tokens than the burst: {used}");
+    assert!(
+        min_secs > 0.5,
+        "test needs more tokens than the burst: {used}"
+    );
     assert!(
         t0.elapsed().as_secs_f64() >= min_secs * 0.9,
         "{used} tokens in {:?}",

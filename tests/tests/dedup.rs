@@ -101,9 +101,24 @@ fn write_rules(path: &Path) {
 #[test]
 fn dedup_across_tasks_on_different_workers() {
     let dir = tempfile::tempdir().unwrap();
-    let seeds = dir.path().join("seeds.jsonl");
+    let state = StateBackend::Dir(dir.path().join("state"));
+    run_dedup_job(dir.path(), &state, None);
+}
+
+/// The same job with seeds and output on S3 (SeaweedFS) and the state in etcd: the
+/// coordinator's dedup reads, rewrites and deletes objects through the object store.
+#[test]
+fn dedup_across_workers_with_s3_output_and_etcd_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let s3 = S3::start();
+    run_dedup_job(dir.path(), &StateBackend::Etcd(etcd.url()), Some(&s3));
+}
+
+fn run_dedup_job(dir: &Path, state: &StateBackend, s3: Option<&S3>) {
+    let seeds = dir.join("seeds.jsonl");
     write_seed(&seeds);
-    let rules = dir.path().join("rules.json");
+    let rules = dir.join("rules.json");
     write_rules(&rules);
     // Latency keeps each task busy long enough that both workers lease some.
     let mock = MockBackend::start(&[
@@ -112,12 +127,23 @@ fn dedup_across_tasks_on_different_workers() {
         "--latency-ms",
         "100",
     ]);
-    let out = dir.path().join("out");
-    let mut job = JobSpec::new(&seeds, SeedFormat::Jsonl, &mock.url(), &out);
+    let local_out = dir.join("out");
+    let (input, output_url, env) = match s3 {
+        Some(s3) => {
+            s3.put_file("seeds/seeds.jsonl", &seeds);
+            (s3.url("seeds/seeds.jsonl"), s3.url("out/dedup"), s3.env())
+        }
+        None => (
+            seeds.to_str().unwrap().to_string(),
+            local_out.to_str().unwrap().to_string(),
+            Vec::new(),
+        ),
+    };
+    let mut job = JobSpec::new(&input, SeedFormat::Jsonl, &mock.url(), &output_url);
     job.name = "dedup-e2e".into();
     job.rows_per_task = PER_TASK as u64;
     job.max_tokens = 400;
-    let job_file = job.write_to(dir.path());
+    let job_file = job.write_to(dir);
     // Append the dedup stage after the harness's generate stage.
     let yaml = std::fs::read_to_string(&job_file).unwrap();
     let yaml = yaml.replacen(
@@ -127,7 +153,7 @@ fn dedup_across_tasks_on_different_workers() {
     );
     std::fs::write(&job_file, &yaml).unwrap();
 
-    let coord = Coordinator::start(&StateBackend::Dir(dir.path().join("state")), &[]);
+    let coord = Coordinator::start(state, &env);
     let _w1 = coord.worker("w1", &["--parallel-tasks", "1"]);
     let _w2 = coord.worker("w2", &["--parallel-tasks", "1"]);
     let (done, _id) = coord.submit_wait(&job_file, RUN_TIMEOUT);
@@ -145,6 +171,10 @@ fn dedup_across_tasks_on_different_workers() {
         "both worker processes ran tasks: {workers:#}"
     );
 
+    if let Some(s3) = s3 {
+        s3.download("out/dedup", &local_out);
+    }
+    let out = local_out;
     let output = read_output(&out);
     assert!(
         output.manifest_problems().is_empty(),

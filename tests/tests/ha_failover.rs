@@ -1,7 +1,8 @@
 //! HA over real processes: two coordinator replicas on one etcd, two workers that know both,
 //! the mock backend. (b) kill -9 the leader mid-job: the standby takes over and the job
 //! finishes; (c) restart etcd mid-job: the job finishes. Either way every seed row is in the
-//! output or the failures exactly once and no output id repeats.
+//! output or the failures exactly once and no output id repeats. Also: a leader stopped with
+//! SIGTERM resigns, so its standby takes over without waiting for the lease TTL.
 
 use std::path::Path;
 use std::time::Duration;
@@ -102,6 +103,8 @@ fn kill_leader_mid_job_standby_takes_over() {
     wait_or_panic("the standby to take over", QUICK_TIMEOUT, || {
         ready(&standby)
     });
+    let mut standby = standby;
+    assert!(standby.proc().output_contains("elected leader; serving"));
     wait_or_panic("the job to finish on the new leader", RUN_TIMEOUT, || {
         matches!(
             job_state(&standby, &job_id).as_str(),
@@ -153,9 +156,46 @@ fn etcd_restarted_mid_job_job_still_finishes() {
     wait_or_panic("the job to finish", RUN_TIMEOUT, || {
         finished(&a) || finished(&b)
     });
+    // etcd was down longer than the TTL: the leader stepped down and an election followed.
+    let (mut a, mut b) = (a, b);
+    let elections: usize = [a.proc(), b.proc()]
+        .iter()
+        .map(|p| {
+            (p.stdout() + &p.stderr())
+                .matches("elected leader; serving")
+                .count()
+        })
+        .sum();
+    assert!(
+        elections >= 2,
+        "expected a re-election after the etcd restart, saw {elections}"
+    );
 
     let output = read_output(&out);
     assert_eq!(output.manifest.job_id, job_id);
     assert_accounted(&ids, &output);
     assert_eq!(output.rows.len(), ROWS);
+}
+
+#[test]
+fn graceful_stop_of_the_leader_hands_over() {
+    let etcd = Etcd::start();
+    let a = replica(&etcd);
+    let b = replica(&etcd);
+    wait_or_panic("one replica to lead", QUICK_TIMEOUT, || {
+        ready(&a) || ready(&b)
+    });
+    let (mut leader, standby) = if ready(&a) { (a, b) } else { (b, a) };
+    assert!(!ready(&standby));
+    leader.proc().terminate();
+    leader.proc().wait_success(QUICK_TIMEOUT);
+    // The lease was revoked on the way out, so the standby need not wait for the TTL.
+    assert!(
+        leader.proc().output_contains("resigned leadership"),
+        "{}",
+        leader.proc().log_tail(20)
+    );
+    wait_or_panic("the standby to take over", QUICK_TIMEOUT, || {
+        ready(&standby)
+    });
 }

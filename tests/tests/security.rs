@@ -272,10 +272,21 @@ fn canary_api_key_reaches_the_backend_and_nothing_else() {
     let state_dir = dir.path().join("state");
     let mut coord = Coordinator::start(&StateBackend::Dir(state_dir.clone()), &env);
     let mut worker = coord.worker("canary-worker", &[]);
-    let (done, _) = coord.submit_wait(&job_file, JOB_TIMEOUT);
+    let (done, job_id) = coord.submit_wait(&job_file, JOB_TIMEOUT);
     done.assert_success();
     let output = read_output(&out);
     assert_accounted(&ids, &output);
+    // The other commands a user runs on the job, with the key in their environment too.
+    let validate = synthforge(["validate"])
+        .arg(&job_file)
+        .envs(env.iter().cloned())
+        .run_to_end(QUICK_TIMEOUT);
+    validate.assert_success();
+    let status = synthforge(["status", job_id.as_deref().expect("job id"), "--json"])
+        .args(["--coordinator", &coord.url()])
+        .envs(env.iter().cloned())
+        .run_to_end(QUICK_TIMEOUT);
+    status.assert_success();
 
     // It went to the backend as the bearer credential of every request…
     let auth = relay.authorization_headers();
@@ -299,6 +310,8 @@ fn canary_api_key_reaches_the_backend_and_nothing_else() {
         ),
         ("worker", worker.proc().stdout() + &worker.proc().stderr()),
         ("submit", done.combined()),
+        ("validate", validate.combined()),
+        ("status", status.combined()),
         ("mock-backend", mock.proc().stdout() + &mock.proc().stderr()),
     ] {
         if text.contains(&canary) {

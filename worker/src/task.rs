@@ -139,7 +139,20 @@ impl TaskRunner {
         rows_done: Arc<AtomicU64>,
     ) -> tokio::task::JoinHandle<()> {
         let client = self.client.clone();
-        let every = self.heartbeat_every;
+        // Beat well within the lease: a job's `lease_s` may be as short as the coordinator's
+        // heartbeat interval, and a healthy worker must never lose its lease between beats.
+        let lease_left = Duration::from_millis(
+            lease
+                .lease_deadline_unix_ms
+                .saturating_sub(synthforge_core::now_ms()),
+        );
+        let every = if lease_left.is_zero() {
+            self.heartbeat_every
+        } else {
+            self.heartbeat_every
+                .min(lease_left / 3)
+                .max(Duration::from_millis(100))
+        };
         let cache = self.backends.clone();
         let req = pb::HeartbeatRequest {
             worker_id: self.worker_id.clone(),

@@ -31,7 +31,8 @@ pub struct CoordinatorArgs {
     /// Key prefix of this deployment's state and election in etcd.
     #[arg(long, default_value = "/synthforge", requires = "etcd")]
     pub etcd_prefix: String,
-    /// gRPC URL other replicas report as the leader's (default: http://<--grpc-addr>).
+    /// gRPC URL other replicas report as the leader's (default: http://<--grpc-addr>, with the
+    /// host name when that address is 0.0.0.0).
     #[arg(long, requires = "etcd")]
     pub advertise: Option<String>,
     /// etcd lease TTL of the leader, in seconds: the failover time after a leader dies.
@@ -84,7 +85,7 @@ async fn run_ha(a: CoordinatorArgs, config: CoordinatorConfig) -> anyhow::Result
     let advertise = a
         .advertise
         .clone()
-        .unwrap_or_else(|| format!("http://{}", c.grpc_addr));
+        .unwrap_or_else(|| default_advertise(c.grpc_addr));
     tracing::info!(grpc = %c.grpc_addr, http = ?c.http_addr, %advertise, "coordinator replica up; campaigning for leadership");
     let resign_client = store.client().clone();
     let election = tokio::spawn(run_election(
@@ -104,4 +105,18 @@ async fn run_ha(a: CoordinatorArgs, config: CoordinatorConfig) -> anyhow::Result
     election.abort();
     gate.resign(&resign_client).await;
     Ok(())
+}
+
+/// `http://<grpc addr>`, with the host name instead of an unspecified address (`0.0.0.0` in a
+/// pod): what a standby names as the leader in its `UNAVAILABLE` answers.
+fn default_advertise(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let host = host.trim();
+            if !host.is_empty() {
+                return format!("http://{host}:{}", addr.port());
+            }
+        }
+    }
+    format!("http://{addr}")
 }

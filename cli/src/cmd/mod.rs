@@ -30,8 +30,44 @@ pub async fn job_client(url: &str) -> anyhow::Result<JobServiceClient<Channel>> 
     job_client_tls(url, &tls_args::TlsArgs::default()).await
 }
 
-/// [`job_client`] over TLS when `tls` has client TLS flags (`--tls-ca`, ...).
+/// [`job_client`] over TLS when `tls` has client TLS flags (`--tls-ca`, ...). `url` may list
+/// several coordinators (comma-separated): the leader is found by asking each in turn, and a
+/// standby (or a replica that has not yet won its election) is skipped, for up to 15 s.
+/// With one address a standby's answer (which names the leader) is returned at once.
 pub async fn job_client_tls(
+    url: &str,
+    tls: &tls_args::TlsArgs,
+) -> anyhow::Result<JobServiceClient<Channel>> {
+    let urls: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let mut last_err = None;
+        for u in &urls {
+            match connect_one(u, tls).await {
+                Ok(mut c) => match c.list(synthforge_proto::ListJobsRequest {}).await {
+                    Err(s) if s.code() == tonic::Code::Unavailable => {
+                        last_err = Some(anyhow::anyhow!("{u}: {}", s.message()));
+                    }
+                    _ => return Ok(c),
+                },
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let err = last_err.unwrap_or_else(|| anyhow::anyhow!("no coordinator URL given"));
+        // One address: report what it said (a standby names its leader). Several: keep looking
+        // for the leader while an election may be under way.
+        if std::time::Instant::now() >= deadline || urls.len() <= 1 {
+            return Err(err);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+async fn connect_one(
     url: &str,
     tls: &tls_args::TlsArgs,
 ) -> anyhow::Result<JobServiceClient<Channel>> {

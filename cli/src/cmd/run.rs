@@ -116,7 +116,12 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
             a.state_dir.display()
         );
     };
-    print_summary(&view);
+    // The manifest is the truth once finalized (whole-job dedup removes rows after tasks end).
+    let manifest = match synthforge_core::storage::open(&view.record.output) {
+        Ok(root) => synthforge_core::manifest::Manifest::read(&root).await.ok(),
+        Err(_) => None,
+    };
+    print_summary(&view, manifest.as_ref());
     match view.record.state {
         JobState::Succeeded => Ok(()),
         other => anyhow::bail!("job {} {}: {}", job_id, other.as_str(), view.record.error),
@@ -149,10 +154,19 @@ async fn watch_job(
         let view = coord.sched.job(job_id).await?;
         let done = view.stats.rows_in + view.rows_in_flight;
         let secs = started.elapsed().as_secs_f64().max(0.001);
+        // Current rates over a short window (running tasks included), not since start.
+        synthforge_coordinator::dashboard::sample_once(&coord.sched).await;
+        let rate = coord.sched.telemetry.job_rate(job_id);
+        let (rows_s, tok_s) = if rate.t_ms > 0 {
+            (rate.rows_per_s, rate.tokens_per_s)
+        } else {
+            (
+                done as f64 / secs,
+                view.stats.completion_tokens as f64 / secs,
+            )
+        };
         let msg = format!(
-            "{:.0} rows/s  {:.0} tok/s  {} failed",
-            done as f64 / secs,
-            view.stats.completion_tokens as f64 / secs,
+            "{rows_s:.0} rows/s  {tok_s:.0} tok/s  {} failed",
             view.stats.rows_failed
         );
         if let Some(b) = &bar {
@@ -179,16 +193,23 @@ async fn watch_job(
     }
 }
 
-fn print_summary(v: &JobView) {
+fn print_summary(v: &JobView, manifest: Option<&synthforge_core::manifest::Manifest>) {
     let s = &v.stats;
     println!("job: {} ({})", v.record.id, v.record.state.as_str());
+    let (rows, failures, removed) = match manifest.filter(|m| m.job_id == v.record.id) {
+        Some(m) => (m.rows, m.failures, m.removed.clone()),
+        None => (s.rows_out, s.rows_failed, s.removed.clone()),
+    };
     println!(
         "seed rows: {}  output rows: {}  failures: {}  removed: {}",
         v.record.rows_total,
-        s.rows_out,
-        s.rows_failed,
-        s.removed.values().sum::<u64>()
+        rows,
+        failures,
+        removed.values().sum::<u64>()
     );
+    for (reason, n) in &removed {
+        println!("  removed by {reason}: {n}");
+    }
     println!(
         "tokens: {} prompt, {} completion",
         s.prompt_tokens, s.completion_tokens

@@ -22,6 +22,9 @@ pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
     let file = a.job.display().to_string();
     let text = super::read_job_file(&a.job)?;
     let spec = JobSpec::from_yaml(&text, &file)?;
+    if spec.input.format == InputFormat::Taxonomy {
+        return validate_taxonomy(&file, &spec, a.show.max(1)).await;
+    }
     let objects = storage::list_objects(&spec.input.path)
         .await
         .with_context(|| format!("{file}: field `input.path`"))?;
@@ -124,6 +127,41 @@ pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
                     "--- prompt for {} (seed id {}) ---\n{prompt}",
                     row.source, row.id
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Taxonomy input: parse the `qna.yaml` files of the first task and show the grounded prompts.
+async fn validate_taxonomy(file: &str, spec: &JobSpec, show: usize) -> anyhow::Result<()> {
+    use synthforge_core::stages::taxonomy_qa::preview_prompts;
+    use synthforge_core::taxonomy::{plan_tasks, read_rows, TaxonomyEntry};
+    let (tasks, leaves) = plan_tasks(&spec.input)
+        .await
+        .with_context(|| format!("{file}: field `input.path`"))?;
+    let Some(first) = tasks.first() else {
+        anyhow::bail!(
+            "{file}: field `input.path`: no qna.yaml files under {}",
+            spec.input.path
+        );
+    };
+    println!("{file}: valid; taxonomy with {leaves} qna.yaml file(s)");
+    let mut shown = 0;
+    for item in read_rows(first).await? {
+        let row = match item {
+            SeedItem::Row(r) => r,
+            SeedItem::Bad(b) => anyhow::bail!("{}", b.error),
+        };
+        let entry = TaxonomyEntry::from_columns(&row.columns)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", row.source))?;
+        for stage in spec.pipeline.iter().filter(|s| s.stage == "taxonomy_qa") {
+            for prompt in preview_prompts(stage, &entry) {
+                if shown >= show {
+                    return Ok(());
+                }
+                shown += 1;
+                println!("--- prompt for {} ---\n{prompt}", row.source);
             }
         }
     }

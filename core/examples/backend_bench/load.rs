@@ -83,6 +83,8 @@ pub fn reason(msg: &str) -> String {
 pub struct BusyTrace {
     pub slots: f64,
     pub points: Vec<(f64, f64)>,
+    /// Requests waiting for a slot at each sample, in the second half of the run.
+    pub queued: Vec<f64>,
 }
 
 impl BusyTrace {
@@ -102,6 +104,11 @@ impl BusyTrace {
         (b.1 - a.1) / 1000.0 / (self.slots * (b.0 - a.0))
     }
 
+    /// Mean number of requests queued at the server in the second half.
+    pub fn mean_queued(&self) -> f64 {
+        self.queued.iter().sum::<f64>() / self.queued.len().max(1) as f64
+    }
+
     /// First time from which the trailing `window` seconds were at least `goal` utilized.
     pub fn time_to(&self, goal: f64, window: f64) -> Option<f64> {
         self.points
@@ -117,6 +124,7 @@ impl BusyTrace {
 pub async fn trace_busy(bases: Vec<String>, start: Instant, deadline: Instant) -> Vec<BusyTrace> {
     let http = reqwest::Client::new();
     let mut traces: Vec<BusyTrace> = vec![BusyTrace::default(); bases.len()];
+    let half = deadline.duration_since(start).as_secs_f64() / 2.0;
     while Instant::now() <= deadline {
         for (i, base) in bases.iter().enumerate() {
             if let Ok(r) = http.get(format!("{base}/stats")).send().await {
@@ -125,6 +133,9 @@ pub async fn trace_busy(bases: Vec<String>, start: Instant, deadline: Instant) -
                     let t = start.elapsed().as_secs_f64();
                     let busy = v["busy_slot_ms_total"].as_f64().unwrap_or(0.0);
                     traces[i].points.push((t, busy));
+                    if t >= half {
+                        traces[i].queued.push(v["queued"].as_f64().unwrap_or(0.0));
+                    }
                 }
             }
         }

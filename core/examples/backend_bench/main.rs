@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use synthforge_core::backend::Backend;
+use synthforge_core::backend::{Backend, BackendSnapshot};
 use synthforge_core::record::Record;
 use synthforge_core::sink::TaskSink;
 use synthforge_core::spec::BackendSpec;
@@ -47,12 +47,17 @@ async fn mock(slots: usize, latency_ms: u64, tweak: impl FnOnce(&mut MockArgs)) 
     format!("http://{addr}")
 }
 
+/// What [`saturate`] measured.
+struct Run {
+    results: Vec<LoadResult>,
+    traces: Vec<BusyTrace>,
+    /// Each client's snapshot at the deadline (before the drain).
+    snaps: Vec<BackendSnapshot>,
+    wall: f64,
+}
+
 /// Runs `clients` (one backend each) against mocks at `bases` for `secs`, sampling busy time.
-async fn saturate(
-    clients: Vec<Arc<Backend>>,
-    bases: Vec<String>,
-    secs: f64,
-) -> (Vec<LoadResult>, Vec<BusyTrace>, f64) {
+async fn saturate(clients: Vec<Arc<Backend>>, bases: Vec<String>, secs: f64) -> Run {
     let http = reqwest::Client::new();
     for b in &bases {
         let _ = http.post(format!("{b}/stats/reset")).send().await;
@@ -65,11 +70,17 @@ async fn saturate(
         .map(|b| tokio::spawn(run_until(b.clone(), b.concurrency_limit(), deadline)))
         .collect();
     let traces = tracer.await.expect("tracer");
+    let snaps = clients.iter().map(|c| c.snapshot()).collect();
     let mut results = Vec::new();
     for r in runs {
         results.push(r.await.expect("load"));
     }
-    (results, traces, start.elapsed().as_secs_f64())
+    Run {
+        results,
+        traces,
+        snaps,
+        wall: start.elapsed().as_secs_f64(),
+    }
 }
 
 fn pct(x: f64) -> String {
@@ -83,7 +94,11 @@ fn secs_opt(x: Option<f64>) -> String {
 /// Combined utilization of several mocks over `[from, to]`, weighted by slots.
 fn util_all(traces: &[BusyTrace], from: f64, to: f64) -> f64 {
     let slots: f64 = traces.iter().map(|t| t.slots).sum();
-    traces.iter().map(|t| t.util(from, to) * t.slots).sum::<f64>() / slots
+    traces
+        .iter()
+        .map(|t| t.util(from, to) * t.slots)
+        .sum::<f64>()
+        / slots
 }
 
 async fn scenario_a(secs: f64, rows: &mut Vec<String>) -> anyhow::Result<()> {
@@ -97,17 +112,18 @@ async fn scenario_a(secs: f64, rows: &mut Vec<String>) -> anyhow::Result<()> {
             "a",
             &spec(serde_json::json!({"url": format!("{base}/v1"), "max_concurrency": conc}))?,
         )?);
-        let (res, traces, _) = saturate(vec![b.clone()], vec![base], secs).await;
-        let t = &traces[0];
-        let snap = b.snapshot();
+        let run = saturate(vec![b.clone()], vec![base], secs).await;
+        let t = &run.traces[0];
+        let snap = &run.snaps[0];
         rows.push(format!(
-            "| a | 1 client, K=64, 200 ms, {label} | {} | {} | {} | limit {}, p50 {:.0} ms, ok {} |",
+            "| a | 1 client, K=64, 200 ms, {label} | {} | {} | {} | limit {}, mean queue at server {:.1}, p50 {:.0} ms, ok {} |",
             pct(t.util(secs / 2.0, secs)),
             pct(t.util(0.0, secs)),
             secs_opt(t.time_to(0.98, 1.0)),
             snap.limit,
+            t.mean_queued(),
             snap.endpoints[0].latency_p50_ms,
-            res[0].ok
+            run.results[0].ok
         ));
     }
     Ok(())
@@ -119,17 +135,19 @@ async fn scenario_b(secs: f64, rows: &mut Vec<String>) -> anyhow::Result<()> {
     let clients: Vec<Arc<Backend>> = (0..4)
         .map(|i| Backend::new(&format!("w{i}"), &s).map(Arc::new))
         .collect::<Result<_, _>>()?;
-    let (res, traces, _) = saturate(clients.clone(), vec![base], secs).await;
-    let limits: Vec<u64> = clients.iter().map(|c| c.snapshot().limit).collect();
-    let errors: u64 = res.iter().map(|r| r.failed).sum();
+    let run = saturate(clients.clone(), vec![base], secs).await;
+    let traces = &run.traces;
+    let limits: Vec<u64> = run.snaps.iter().map(|c| c.limit).collect();
+    let errors: u64 = run.results.iter().map(|r| r.failed).sum();
     rows.push(format!(
-        "| b | 4 clients sharing K=64, 200 ms, auto | {} | {} | {} | limits {:?} (sum {}), p50 {:.0} ms, errors {} |",
+        "| b | 4 clients sharing K=64, 200 ms, auto | {} | {} | {} | limits {:?} (sum {}), mean queue at server {:.1}, p50 {:.0} ms, errors {} |",
         pct(traces[0].util(secs / 2.0, secs)),
         pct(traces[0].util(0.0, secs)),
         secs_opt(traces[0].time_to(0.98, 1.0)),
         limits,
         limits.iter().sum::<u64>(),
-        clients[0].snapshot().endpoints[0].latency_p50_ms,
+        traces[0].mean_queued(),
+        run.snaps[0].endpoints[0].latency_p50_ms,
         errors
     ));
 
@@ -143,24 +161,31 @@ async fn scenario_b(secs: f64, rows: &mut Vec<String>) -> anyhow::Result<()> {
         "b3",
         &spec(serde_json::json!({"urls": urls, "max_concurrency": "auto"}))?,
     )?);
-    let (_, traces, _) = saturate(vec![b.clone()], bases, secs).await;
-    let snap = b.snapshot();
+    let run = saturate(vec![b.clone()], bases, secs).await;
+    let (traces, snap) = (&run.traces, &run.snaps[0]);
     let per: Vec<String> = traces
         .iter()
         .zip(&snap.endpoints)
-        .map(|(t, e)| format!("K={}: {} @ limit {}", t.slots, pct(t.util(secs / 2.0, secs)), e.limit))
+        .map(|(t, e)| {
+            format!(
+                "K={}: {} @ limit {}",
+                t.slots,
+                pct(t.util(secs / 2.0, secs)),
+                e.limit
+            )
+        })
         .collect();
     let all_at = |goal| {
         (0..)
             .map(|i| i as f64 * 0.1 + 1.0)
             .take_while(|t| *t <= secs)
-            .find(|t| util_all(&traces, t - 1.0, *t) >= goal)
+            .find(|t| util_all(traces, t - 1.0, *t) >= goal)
             .map(|t| t - 1.0)
     };
     rows.push(format!(
         "| b | 1 client, 3 endpoints K=16/32/64, 200 ms, auto | {} | {} | {} | {} |",
-        pct(util_all(&traces, secs / 2.0, secs)),
-        pct(util_all(&traces, 0.0, secs)),
+        pct(util_all(traces, secs / 2.0, secs)),
+        pct(util_all(traces, 0.0, secs)),
         secs_opt(all_at(0.98)),
         per.join("; ")
     ));
@@ -196,7 +221,9 @@ async fn scenario_c(total: u64, rows: &mut Vec<String>) -> anyhow::Result<()> {
     ] {
         let b = Arc::new(Backend::new(
             "c",
-            &spec(serde_json::json!({"url": format!("{}/v1", server.base), "max_concurrency": conc}))?,
+            &spec(
+                serde_json::json!({"url": format!("{}/v1", server.base), "max_concurrency": conc}),
+            )?,
         )?);
         // Warm up connections.
         let _ = load::run_until(b.clone(), 64, Instant::now() + Duration::from_millis(300)).await;
@@ -228,7 +255,7 @@ async fn scenario_c(total: u64, rows: &mut Vec<String>) -> anyhow::Result<()> {
         let srv = load::cpu_seconds(&server.pid()) - srv0;
         let bytes: u64 = files.iter().map(|f| f.bytes).sum();
         rows.push(format!(
-            "| c | zero-latency mock (own process), {label}, {total} req into Parquet | {:.0} req/s | client {:.3} CPU s / 1k req | server {:.3} CPU s / 1k req | ok {ok}, failed {failed}, {} rows, {:.1} MB zstd, limit {} |",
+            "| c | {label}, {total} requests into Parquet | {:.0} | {:.3} | {:.3} | ok {ok}, failed {failed}, {} rows, {:.1} MB zstd, limit {} |",
             ok as f64 / wall,
             cpu * 1000.0 / total as f64,
             srv * 1000.0 / total as f64,
@@ -253,9 +280,9 @@ async fn scenario_d(secs: f64, rows: &mut Vec<String>) -> anyhow::Result<()> {
             "url": format!("{base}/v1"), "max_concurrency": "auto", "timeout_s": 2.0,
         }))?,
     )?);
-    let (res, traces, wall) = saturate(vec![b.clone()], vec![base], secs).await;
-    let r = &res[0];
-    let snap = b.snapshot();
+    let run = saturate(vec![b.clone()], vec![base], secs).await;
+    let (r, traces, snap, wall) = (&run.results[0], &run.traces, &run.snaps[0], run.wall);
+    let retries = b.snapshot().retries;
     let reasons: Vec<String> = r.reasons.iter().map(|(k, v)| format!("{v}× {k}")).collect();
     rows.push(format!(
         "| d | K=64, 200 ms, 5% 429 + 5% 500 + 1% hang, timeout 2 s, auto | {} | {} | {} | {} requests: ok {}, failed {} ({}); retries {}, errors by code {:?}, limit {}, drained in {:.1} s |",
@@ -266,8 +293,8 @@ async fn scenario_d(secs: f64, rows: &mut Vec<String>) -> anyhow::Result<()> {
         r.ok,
         r.failed,
         if reasons.is_empty() { "-".into() } else { reasons.join(", ") },
-        snap.retries,
-        snap.endpoints[0].errors_by_code,
+        retries,
+        b.snapshot().endpoints[0].errors_by_code,
         snap.limit,
         wall - secs,
     ));
@@ -307,7 +334,13 @@ fn main() -> anyhow::Result<()> {
             scenario_b(secs, &mut rows).await?;
         }
         if want("c") {
+            rows.push(String::new());
+            rows.push("| | client overhead, zero-latency mock in its own process | requests/s end to end | client CPU s / 1,000 req | mock CPU s / 1,000 req | notes |".into());
+            rows.push("|---|---|---|---|---|---|".into());
             scenario_c(total, &mut rows).await?;
+            rows.push(String::new());
+            rows.push("| | scenario | utilization, 2nd half | utilization, whole run | time to 98% (1 s window) | notes |".into());
+            rows.push("|---|---|---|---|---|---|".into());
         }
         if want("d") {
             scenario_d(secs, &mut rows).await?;

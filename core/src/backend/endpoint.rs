@@ -60,7 +60,10 @@ impl Outcome {
 enum Health {
     Healthy,
     /// Out of rotation until `until`; then one probe request may go (half-open).
-    Ejected { until: Instant, backoff: Duration },
+    Ejected {
+        until: Instant,
+        backoff: Duration,
+    },
 }
 
 /// Mutable state of one endpoint; lives inside the pool's lock.
@@ -201,7 +204,11 @@ mod tests {
         assert_eq!(e.free(t0), 0);
         assert_eq!(e.free(t0 + EJECT_BASE), 1, "half-open probe when due");
         e.record(0, Outcome::Status(500), t0 + EJECT_BASE, 0.0, true);
-        assert_eq!(e.free(t0 + EJECT_BASE * 2), 0, "failed probe doubles backoff");
+        assert_eq!(
+            e.free(t0 + EJECT_BASE * 2),
+            0,
+            "failed probe doubles backoff"
+        );
         e.record(0, Outcome::Ok(Duration::from_millis(5)), t0, 0.0, true);
         assert!(e.is_healthy());
         assert_eq!(e.snapshot().errors_by_code[&0], EJECT_AFTER as u64);

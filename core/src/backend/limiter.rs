@@ -16,7 +16,8 @@
 //! start it doubles per window until latency first rises). With K slots and L requests in flight
 //! (L > K), latency is `base * L / K`, so the fixed point is `L = TOLERANCE * K + sqrt(L)`: a
 //! little above K, which keeps every slot busy with a short queue. Overload signals (429, 503,
-//! 504, timeouts) cut the limit multiplicatively in proportion to their share of the window.
+//! 504, timeouts) cut the limit multiplicatively in proportion to their recent share of outcomes,
+//! so a server shedding most requests halves it per window while sporadic faults barely move it.
 //!
 //! Fleet argument: N clients sharing one server all see the same queueing delay. Each applies
 //! `L_i' = L_i * TOLERANCE * K / T + sqrt(L_i)` with `T = sum L_i`, so summing over clients gives
@@ -35,12 +36,17 @@ pub const AUTO_MAX_LIMIT: u32 = 1024;
 /// Starting adaptive limit per endpoint.
 pub const AUTO_INITIAL_LIMIT: u32 = 8;
 /// Queueing tolerated before the limit shrinks: latency up to this factor of the no-load
-/// latency counts as "holding". 1.5 keeps slots busy across latency noise at a modest queue.
-pub const TOLERANCE: f64 = 1.5;
+/// latency counts as "holding". 1.25 keeps every slot busy across latency noise with a queue of
+/// about a quarter of the slots (measured: docs/backend-bench.md).
+pub const TOLERANCE: f64 = 1.25;
 /// Share of the computed new limit taken per window (smoothing against noise).
 const SMOOTHING: f64 = 0.5;
 /// Multiplicative decrease per window when every sample of it was an overload signal.
 const OVERLOAD_BACKOFF: f64 = 0.5;
+/// Weight of one outcome in the moving average of the overload share (about the last 30).
+const OVERLOAD_RATE_ALPHA: f64 = 1.0 / 32.0;
+/// Share of overload signals in a window that ends the initial doubling.
+const SLOW_START_MAX_OVERLOAD: f64 = 0.1;
 /// A window closes after this long even with few samples (low traffic).
 const MAX_WINDOW: Duration = Duration::from_secs(1);
 
@@ -87,6 +93,15 @@ impl Limiter {
         }
     }
 
+    /// Notes how many requests are in flight right after one was sent: a limit that is not
+    /// being used is not grown (a task with few rows says nothing about the server's capacity,
+    /// and an untested high limit would overload it on the next burst).
+    pub fn note_in_flight(&mut self, in_flight: u32) {
+        if let Limiter::Gradient(g) = self {
+            g.max_in_flight = g.max_in_flight.max(in_flight);
+        }
+    }
+
     /// Feeds one outcome at time `now_s` (seconds on any monotonic clock); returns the new
     /// limit when it changed.
     pub fn on_sample(&mut self, epoch: u64, signal: Signal, now_s: f64) -> Option<u32> {
@@ -112,6 +127,10 @@ pub struct Gradient {
     lat_sum: f64,
     lat_n: u32,
     overloads: u32,
+    /// Moving average of the share of overload signals among outcomes.
+    overload_rate: f64,
+    /// Most requests in flight since the window opened.
+    max_in_flight: u32,
 }
 
 impl Gradient {
@@ -127,6 +146,8 @@ impl Gradient {
             lat_sum: 0.0,
             lat_n: 0,
             overloads: 0,
+            overload_rate: 0.0,
+            max_in_flight: 0,
         }
     }
 
@@ -137,6 +158,13 @@ impl Gradient {
     }
 
     fn on_sample(&mut self, epoch: u64, signal: Signal, now_s: f64) -> Option<u32> {
+        match signal {
+            Signal::Latency(_) => self.overload_rate *= 1.0 - OVERLOAD_RATE_ALPHA,
+            Signal::Overload => {
+                self.overload_rate += OVERLOAD_RATE_ALPHA * (1.0 - self.overload_rate);
+            }
+            Signal::Ignore => {}
+        }
         if epoch != self.epoch {
             // Sent under an older limit: still useful for the no-load latency estimate.
             if let Signal::Latency(d) = signal {
@@ -163,8 +191,10 @@ impl Gradient {
     }
 
     fn close_window(&mut self) -> Option<u32> {
-        let n = (self.lat_n + self.overloads).max(1) as f64;
-        let overload_share = self.overloads as f64 / n;
+        // The overload share comes from the moving average over all outcomes, not from this
+        // window: fast failures (a 429 answers in a millisecond) complete within a window far
+        // more often than the successes sent alongside them, so a window's own share is biased.
+        let overload_share = self.overload_rate;
         let mut target = self.estimate;
         if self.lat_n > 0 {
             let short = self.lat_sum / self.lat_n as f64;
@@ -176,7 +206,7 @@ impl Gradient {
                 }
             };
             let ratio = TOLERANCE * base / short.max(1e-6);
-            if self.slow_start && ratio >= 1.0 && overload_share == 0.0 {
+            if self.slow_start && ratio >= 1.0 && overload_share < SLOW_START_MAX_OVERLOAD {
                 target = self.estimate * 2.0;
             } else {
                 self.slow_start = false;
@@ -185,15 +215,24 @@ impl Gradient {
                 target = self.estimate * (1.0 - SMOOTHING) + computed * SMOOTHING;
             }
         }
-        if overload_share > 0.0 {
+        if self.max_in_flight * 2 < self.limit {
+            // Application-limited: the caller offered less than half the limit.
+            target = target.min(self.estimate);
+        }
+        if overload_share > 0.001 {
+            // Proportional: a few random 429s/timeouts trim the limit a little (latency growth
+            // still decides), a server shedding most requests halves it every window.
+            target *= 1.0 - OVERLOAD_BACKOFF * overload_share;
+        }
+        if overload_share >= SLOW_START_MAX_OVERLOAD {
             self.slow_start = false;
-            target = target.min(self.estimate) * (1.0 - OVERLOAD_BACKOFF * overload_share);
         }
         self.estimate = target.clamp(AUTO_MIN_LIMIT as f64, AUTO_MAX_LIMIT as f64);
         self.window_start = None;
         self.lat_sum = 0.0;
         self.lat_n = 0;
         self.overloads = 0;
+        self.max_in_flight = 0;
         let new_limit = self.estimate.round() as u32;
         if new_limit != self.limit {
             self.limit = new_limit;
@@ -221,6 +260,7 @@ mod tests {
             now += lat;
             for l in ls.iter_mut() {
                 let e = l.epoch();
+                l.note_in_flight(l.limit());
                 for _ in 0..l.limit() {
                     l.on_sample(e, Signal::Latency(Duration::from_secs_f64(lat)), now);
                 }
@@ -247,11 +287,36 @@ mod tests {
     #[test]
     fn overload_cuts_and_fixed_stays() {
         let mut l = Limiter::Gradient(Gradient::new(100));
-        let e = l.epoch();
-        for i in 0..50 {
+        for i in 0..200 {
+            let e = l.epoch();
             l.on_sample(e, Signal::Overload, i as f64 * 0.001);
         }
-        assert!(l.limit() <= 50, "{}", l.limit());
+        assert!(l.limit() <= 25, "{}", l.limit());
+        // Sporadic overloads (3%) with latency holding: the limit still grows.
+        let mut l = Limiter::Gradient(Gradient::new(16));
+        for i in 0..3000 {
+            let e = l.epoch();
+            l.note_in_flight(l.limit());
+            let s = if i % 33 == 0 {
+                Signal::Overload
+            } else {
+                Signal::Latency(Duration::from_millis(200))
+            };
+            l.on_sample(e, s, i as f64 * 0.001);
+        }
+        assert!(l.limit() > 64, "{}", l.limit());
+        // Offered only 2 at a time, the limit does not grow.
+        let mut l = Limiter::Gradient(Gradient::new(16));
+        for i in 0..1000 {
+            let e = l.epoch();
+            l.note_in_flight(2);
+            l.on_sample(
+                e,
+                Signal::Latency(Duration::from_millis(200)),
+                i as f64 * 0.01,
+            );
+        }
+        assert_eq!(l.limit(), 16);
         let mut f = Limiter::fixed(7);
         assert_eq!(f.on_sample(0, Signal::Overload, 0.0), None);
         assert_eq!(f.limit(), 7);

@@ -251,23 +251,35 @@ impl Backend {
         }
     }
 
-    /// Checks that every endpoint serves the configured model (`/v1/models`), so a typo in a
-    /// model name fails the job at start with a clear message instead of 404s per row.
+    /// Checks that every reachable endpoint serves the configured model (`/v1/models`), so a
+    /// typo in a model name fails the job at start with a clear message instead of 404s per
+    /// row. An unreachable endpoint is only logged (the pool ejects it and probes it back in),
+    /// unless no endpoint is reachable at all.
     pub async fn check_model(&self) -> Result<(), BackendError> {
-        for base in self.pool.urls() {
+        let urls = self.pool.urls();
+        let mut unreachable = Vec::new();
+        for base in &urls {
             let url = format!("{base}/models");
-            let resp = self
+            let resp = match self
                 .authed(self.http.get(&url))
                 .timeout(Duration::from_secs(30))
                 .send()
                 .await
-                .map_err(|e| self.transport(&base, &e))?;
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = self.transport(base, &e);
+                    tracing::warn!(backend = %self.name, endpoint = %base, error = %e, "endpoint unreachable at start");
+                    unreachable.push(e);
+                    continue;
+                }
+            };
             if !resp.status().is_success() {
                 // Some servers (older TGI) lack /v1/models; do not block on that.
                 tracing::warn!(backend = %self.name, endpoint = %base, status = %resp.status(), "cannot list models");
                 continue;
             }
-            let models: WireModels = resp.json().await.map_err(|e| self.transport(&base, &e))?;
+            let models: WireModels = resp.json().await.map_err(|e| self.transport(base, &e))?;
             if !models.data.iter().any(|m| m.id == self.spec.model) {
                 return Err(BackendError::UnknownModel {
                     backend: self.name.clone(),
@@ -280,6 +292,11 @@ impl Backend {
                         .collect::<Vec<_>>()
                         .join(", "),
                 });
+            }
+        }
+        if unreachable.len() == urls.len() {
+            if let Some(e) = unreachable.pop() {
+                return Err(e);
             }
         }
         Ok(())

@@ -104,6 +104,8 @@ impl Pool {
         st.in_flight += 1;
         let e = &mut st.endpoints[index];
         e.in_flight += 1;
+        let n = e.in_flight;
+        e.limiter.note_in_flight(n);
         Some(Slot {
             pool: self,
             index,
@@ -156,14 +158,19 @@ impl Pool {
     }
 
     pub fn urls(&self) -> Vec<String> {
-        self.lock().endpoints.iter().map(|e| e.url.clone()).collect()
+        self.lock()
+            .endpoints
+            .iter()
+            .map(|e| e.url.clone())
+            .collect()
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.pool.release(self.index, self.epoch, Outcome::Cancelled);
+            self.pool
+                .release(self.index, self.epoch, Outcome::Cancelled);
         }
     }
 }

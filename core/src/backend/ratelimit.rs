@@ -128,8 +128,14 @@ mod tests {
             b.level -= 1.0;
         }
         let w = b.wait_for(1.0, t0);
-        assert!(w >= Duration::from_millis(90) && w <= Duration::from_millis(110), "{w:?}");
-        assert_eq!(b.wait_for(1.0, t0 + Duration::from_millis(100)), Duration::ZERO);
+        assert!(
+            w >= Duration::from_millis(90) && w <= Duration::from_millis(110),
+            "{w:?}"
+        );
+        assert_eq!(
+            b.wait_for(1.0, t0 + Duration::from_millis(100)),
+            Duration::ZERO
+        );
     }
 
     #[tokio::test]

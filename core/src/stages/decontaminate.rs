@@ -225,7 +225,7 @@ mod throughput {
     /// Indicative speed (run with `--ignored --nocapture`, ideally `--release`): 13-gram
     /// checks of 300-word samples against a 10,000-passage benchmark, per second on one core.
     #[test]
-    #[ignore]
+    #[ignore = "speed measurement, not a check: run with --ignored --nocapture"]
     fn check_throughput() {
         let passage = |i: usize| {
             (0..40)

@@ -20,8 +20,8 @@ pub mod pii;
 pub mod pii_detect;
 pub mod revise;
 pub mod spec_checks;
-pub mod textutil;
 pub mod taxonomy_qa;
+pub mod textutil;
 pub mod variations;
 
 use std::collections::HashMap;

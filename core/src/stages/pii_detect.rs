@@ -285,7 +285,7 @@ mod throughput {
     /// Indicative speed (run with `--ignored --nocapture`, ideally `--release`): megabytes of
     /// mixed prose with some PII redacted per second on one core.
     #[test]
-    #[ignore]
+    #[ignore = "speed measurement, not a check: run with --ignored --nocapture"]
     fn redaction_throughput() {
         let line = "Customer Jane (jane.doe@example.com, +44 20 7946 0958) paid with \
                     4111 1111 1111 1111 from 192.168.1.20; the rest of this sentence is \
