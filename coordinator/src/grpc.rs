@@ -136,9 +136,15 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             .heartbeat(&r.worker_id, &r.job_id, r.task_id, r.attempt, rows)
             .await
             .map_err(status)?;
+        let fleet_workers = if deadline.is_some() {
+            self.sched.fleet_workers(&r.job_id).await
+        } else {
+            0
+        };
         Ok(Response::new(pb::HeartbeatResponse {
             keep_going: deadline.is_some(),
             lease_deadline_unix_ms: deadline.unwrap_or(0),
+            fleet_workers,
         }))
     }
 

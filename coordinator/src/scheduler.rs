@@ -51,6 +51,8 @@ pub struct WorkerInfo {
     pub last_seen_ms: u64,
     /// `job/task#attempt` of the current lease, empty when idle.
     pub current_task: String,
+    /// Every lease the worker holds now (`job/task`): a worker may run several tasks at once.
+    pub held: std::collections::BTreeSet<String>,
     pub task_rows_done: u64,
     pub rows_done_total: u64,
     pub tasks_done: u64,
@@ -385,6 +387,7 @@ impl Scheduler {
                 };
                 if let Some(w) = inner.workers.get_mut(worker) {
                     w.current_task = format!("{}/{}#{}", lease.job_id, task_id, attempt);
+                    w.held.insert(format!("{}/{}", lease.job_id, task_id));
                     w.task_rows_done = 0;
                     w.last_seen_ms = now;
                 }
@@ -439,6 +442,22 @@ impl Scheduler {
         Ok(Some(deadline))
     }
 
+    /// Workers that hold a lease of `job_id` and were heard from recently: the fleet sharing
+    /// the job's backends (and their per-minute budgets).
+    pub async fn fleet_workers(&self, job_id: &str) -> u32 {
+        let inner = self.inner.lock().await;
+        let now = now_ms();
+        let prefix = format!("{job_id}/");
+        let recent = (self.heartbeat_interval_ms * 5).max(10_000);
+        inner
+            .workers
+            .values()
+            .filter(|w| w.held.iter().any(|k| k.starts_with(&prefix)))
+            .filter(|w| now.saturating_sub(w.last_seen_ms) <= recent)
+            .count()
+            .max(1) as u32
+    }
+
     /// Accepts a completion only from the current attempt; returns whether it was accepted.
     pub async fn complete(
         self: &Arc<Self>,
@@ -486,6 +505,7 @@ impl Scheduler {
         let done = entry.all_ended();
         if let Some(w) = inner.workers.get_mut(worker) {
             w.current_task.clear();
+            w.held.remove(&format!("{job_id}/{task_id}"));
             w.rows_done_total += stats.rows_in;
             w.tasks_done += 1;
         }
@@ -550,6 +570,7 @@ impl Scheduler {
         let done = entry.all_ended();
         if let Some(w) = inner.workers.get_mut(worker) {
             w.current_task.clear();
+            w.held.remove(&format!("{job_id}/{task_id}"));
         }
         drop(inner);
         tracing::warn!(
@@ -586,16 +607,22 @@ impl Scheduler {
                 .lease_expirations
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             entry.progress.remove(&t.task_id);
+            let mut lost_by = None;
             if let Some(mem) = entry.tasks.get_mut(t.task_id as usize) {
                 if t.state == TaskState::Failed && mem.state != TaskState::Failed {
                     entry.ended += 1;
                 }
+                lost_by = Some(std::mem::take(&mut mem.worker));
                 *mem = t.clone();
             }
             if t.state == TaskState::Pending {
                 entry.pending.push_back(t.task_id);
             }
-            if entry.all_ended() && entry.record.state == JobState::Running {
+            let ended_now = entry.all_ended() && entry.record.state == JobState::Running;
+            if let Some(w) = lost_by.and_then(|w| inner.workers.get_mut(&w)) {
+                w.held.remove(&format!("{}/{}", t.job_id, t.task_id));
+            }
+            if ended_now {
                 finished.push(t.job_id.clone());
             }
         }

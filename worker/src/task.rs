@@ -177,6 +177,21 @@ impl TaskRunner {
             out.sort_by(|a, b| a.name.cmp(&b.name));
             out
         };
+        // Per-minute budgets are the fleet's: pace to this worker's share of them.
+        let share_cache = self.backends.clone();
+        let apply_share = move |job: &str, workers: u32| match share_cache.by_job.try_lock() {
+            Ok(by_job) => {
+                for b in by_job.get(job).into_iter().flat_map(|m| m.values()) {
+                    tracing::debug!(
+                        backend = b.name(),
+                        workers,
+                        "fleet share of per-minute budgets"
+                    );
+                    b.set_fleet_share(workers);
+                }
+            }
+            Err(_) => tracing::debug!("backend cache busy; fleet share applied next beat"),
+        };
         let span = tracing::Span::current();
         let beat = async move {
             // The first beat comes early so that even short tasks report their backends.
@@ -196,7 +211,11 @@ impl TaskRunner {
                         stop.store(true, Ordering::Relaxed);
                         return;
                     }
-                    Ok(_) => {}
+                    Ok(resp) => {
+                        if resp.fleet_workers > 0 {
+                            apply_share(&req.job_id, resp.fleet_workers);
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
             }

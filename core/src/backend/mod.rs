@@ -316,6 +316,12 @@ impl Backend {
         }
     }
 
+    /// Tells this backend how many workers share its per-minute budgets (see
+    /// [`ratelimit::RateLimits::set_share`]).
+    pub fn set_fleet_share(&self, workers: u32) {
+        self.limits.set_share(workers);
+    }
+
     /// Sends one request, retrying transient failures (on another endpoint when there is one)
     /// with jittered exponential backoff that honours `Retry-After`. Each attempt holds an
     /// endpoint slot only while it is on the wire, never during the backoff sleep.
@@ -333,7 +339,26 @@ impl Backend {
             let slot = self.pool.acquire(avoid).await;
             let index = slot.index;
             let started = Instant::now();
-            let result = self.send_once(&slot.url, req).await;
+            // One span per HTTP attempt; it nests in the worker's task span (job, task, attempt).
+            let span = tracing::info_span!(
+                "backend_request",
+                backend = %self.name,
+                endpoint = %slot.url,
+                attempt,
+                status = tracing::field::Empty,
+            );
+            let result =
+                tracing::Instrument::instrument(self.send_once(&slot.url, req), span.clone()).await;
+            span.record(
+                "status",
+                match &result {
+                    Ok(_) => 200u16,
+                    Err(f) => match &f.error {
+                        BackendError::Status { status, .. } => *status,
+                        _ => 0,
+                    },
+                },
+            );
             let elapsed = started.elapsed();
             match result {
                 Ok(mut resp) => {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 /// A bucket refilled continuously at `per_minute / 60` per second, holding at most `burst`.
 #[derive(Debug)]
 struct Bucket {
+    /// The whole budget; this process gets `1 / share` of it.
+    per_minute: f64,
     rate_per_s: f64,
     burst: f64,
     level: f64,
@@ -25,11 +27,21 @@ impl Bucket {
         // small enough not to trip per-second sub-limits some providers add.
         let burst = (per_minute / 6.0).max(1.0);
         Bucket {
+            per_minute,
             rate_per_s: per_minute / 60.0,
             burst,
             level: burst,
             at: Instant::now(),
         }
+    }
+
+    /// Takes `1 / workers` of the budget: the other workers of the fleet pace with the rest.
+    fn set_share(&mut self, workers: u32, now: Instant) {
+        self.refill(now);
+        let n = workers.max(1) as f64;
+        self.rate_per_s = self.per_minute / 60.0 / n;
+        self.burst = (self.per_minute / 6.0 / n).max(1.0);
+        self.level = self.level.min(self.burst);
     }
 
     fn refill(&mut self, now: Instant) {
@@ -105,6 +117,18 @@ impl RateLimits {
         }
     }
 
+    /// The budgets are the whole fleet's (one API key shared by many workers): with `workers`
+    /// processes sharing them, this one paces to its equal share. The coordinator reports the
+    /// number in heartbeat replies.
+    pub fn set_share(&self, workers: u32) {
+        let now = Instant::now();
+        for b in [&self.requests, &self.tokens].into_iter().flatten() {
+            b.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .set_share(workers, now);
+        }
+    }
+
     /// Corrects the token charge once the real usage is known.
     pub fn settle(&self, estimated: u64, actual: u64) {
         if let Some(b) = &self.tokens {
@@ -118,6 +142,24 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fleet_share_divides_the_budget() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(600); // 10/s, burst 100
+        b.set_share(4, t0); // 2.5/s, burst 25
+        for _ in 0..25 {
+            assert_eq!(b.wait_for(1.0, t0), Duration::ZERO);
+            b.level -= 1.0;
+        }
+        let w = b.wait_for(1.0, t0);
+        assert!(
+            w >= Duration::from_millis(390) && w <= Duration::from_millis(410),
+            "{w:?}"
+        );
+        b.set_share(1, t0);
+        assert!(b.wait_for(1.0, t0) <= Duration::from_millis(110));
+    }
 
     #[test]
     fn bucket_paces_after_burst() {
