@@ -62,6 +62,7 @@ fn status(e: SchedError) -> Status {
         SchedError::Plan(p) => Status::invalid_argument(format!("planning: {p}")),
         SchedError::NoJob(j) => Status::not_found(format!("no job `{j}`")),
         SchedError::Store(s) => Status::unavailable(format!("state store: {s}")),
+        SchedError::Busy(m) => Status::unavailable(m),
     }
 }
 

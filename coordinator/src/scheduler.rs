@@ -28,6 +28,9 @@ pub enum SchedError {
     Store(#[from] StoreError),
     #[error("no job `{0}`")]
     NoJob(String),
+    /// Transient: the caller should retry shortly.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 /// A task handed to a worker.
@@ -118,6 +121,8 @@ struct Inner {
     jobs: BTreeMap<(u64, String), JobEntry>,
     index: HashMap<String, (u64, String)>,
     workers: BTreeMap<String, WorkerInfo>,
+    /// Completions being written to the store right now (job, task).
+    completing: std::collections::HashSet<(String, u64)>,
 }
 
 impl Inner {
@@ -334,7 +339,46 @@ impl Scheduler {
     }
 
     /// Hands the oldest running job's next pending task to `worker`.
+    ///
+    /// The task is marked leased in memory first and the store's claim runs without holding the
+    /// scheduler lock, so many workers' claims overlap their store round trips (etcd latency no
+    /// longer serializes the fleet). A claim the store refuses is rolled back.
     pub async fn lease(&self, worker: &str) -> Result<Option<Lease>, SchedError> {
+        loop {
+            let Some((lease, key)) = self.reserve(worker).await else {
+                return Ok(None);
+            };
+            let claimed = self
+                .store
+                .claim(
+                    &lease.job_id,
+                    lease.task_id,
+                    lease.attempt,
+                    worker,
+                    lease.deadline_ms,
+                )
+                .await;
+            match claimed {
+                Ok(()) => {
+                    tracing::info!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, worker, "task leased");
+                    return Ok(Some(lease));
+                }
+                Err(e) => {
+                    let requeue = !matches!(e, StoreError::Conflict(_));
+                    self.unreserve(worker, &key, &lease, requeue).await;
+                    match e {
+                        StoreError::Conflict(msg) => {
+                            tracing::warn!(job = %lease.job_id, task_id = lease.task_id, %msg, "claim lost; skipping task");
+                        }
+                        other => return Err(other.into()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Picks the next pending task and marks it leased to `worker` in memory.
+    async fn reserve(&self, worker: &str) -> Option<(Lease, (u64, String))> {
         let mut inner = self.inner.lock().await;
         let now = now_ms();
         let keys: Vec<(u64, String)> = inner
@@ -344,39 +388,19 @@ impl Scheduler {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            loop {
-                let entry = inner.jobs.get_mut(&key).expect("key from map");
-                let Some(task_id) = entry.pending.pop_front() else {
-                    break;
-                };
+            let entry = inner.jobs.get_mut(&key).expect("key from map");
+            while let Some(task_id) = entry.pending.pop_front() {
                 let lease_ms = (entry.spec.scheduling.lease_s * 1000.0) as u64;
-                let t = &entry.tasks[task_id as usize];
+                let t = &mut entry.tasks[task_id as usize];
                 if t.state != TaskState::Pending {
                     continue;
                 }
                 let attempt = t.attempt + 1;
                 let deadline = now + lease_ms;
-                match self
-                    .store
-                    .claim(&t.job_id, task_id, attempt, worker, deadline)
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(StoreError::Conflict(msg)) => {
-                        tracing::warn!(job = %key.1, task_id, %msg, "claim lost; skipping task");
-                        continue;
-                    }
-                    Err(e) => {
-                        entry.pending.push_front(task_id);
-                        return Err(e.into());
-                    }
-                }
-                let t = &mut entry.tasks[task_id as usize];
                 t.state = TaskState::Leased;
                 t.attempt = attempt;
                 t.worker = worker.to_string();
                 t.deadline_ms = deadline;
-                entry.progress.insert(task_id, 0);
                 let lease = Lease {
                     job_id: t.job_id.clone(),
                     task_id,
@@ -385,21 +409,45 @@ impl Scheduler {
                     spec_yaml: entry.record.spec_yaml.clone(),
                     slice: t.slice.clone(),
                 };
+                entry.progress.insert(task_id, 0);
                 if let Some(w) = inner.workers.get_mut(worker) {
                     w.current_task = format!("{}/{}#{}", lease.job_id, task_id, attempt);
                     w.held.insert(format!("{}/{}", lease.job_id, task_id));
                     w.task_rows_done = 0;
                     w.last_seen_ms = now;
                 }
-                tracing::info!(job = %lease.job_id, task_id, attempt, worker, "task leased");
-                return Ok(Some(lease));
+                return Some((lease, key));
             }
         }
         if let Some(w) = inner.workers.get_mut(worker) {
             w.current_task.clear();
             w.last_seen_ms = now;
         }
-        Ok(None)
+        None
+    }
+
+    /// Rolls back a reservation the store refused (`requeue`: the store failed, try again).
+    async fn unreserve(&self, worker: &str, key: &(u64, String), lease: &Lease, requeue: bool) {
+        let mut inner = self.inner.lock().await;
+        if let Some(entry) = inner.jobs.get_mut(key) {
+            if let Some(t) = entry.tasks.get_mut(lease.task_id as usize) {
+                if t.state == TaskState::Leased && t.attempt == lease.attempt && t.worker == worker
+                {
+                    t.state = TaskState::Pending;
+                    t.attempt -= 1;
+                    t.worker.clear();
+                    entry.progress.remove(&lease.task_id);
+                    if requeue {
+                        entry.pending.push_front(lease.task_id);
+                    }
+                }
+            }
+        }
+        if let Some(w) = inner.workers.get_mut(worker) {
+            w.current_task.clear();
+            w.held
+                .remove(&format!("{}/{}", lease.job_id, lease.task_id));
+        }
     }
 
     /// Extends a lease; `Ok(None)` means the lease is gone and the worker must stop the task.
@@ -468,13 +516,25 @@ impl Scheduler {
         files: Vec<WrittenFile>,
         stats: TaskStats,
     ) -> Result<Result<(), String>, SchedError> {
+        let key = (job_id.to_string(), task_id);
         let mut inner = self.inner.lock().await;
+        if inner.completing.contains(&key) {
+            // The same completion is being stored right now (a client retry): let it retry.
+            return Err(SchedError::Busy(format!(
+                "completion of task {task_id} is being stored; retry"
+            )));
+        }
         let Some(entry) = inner.job_mut(job_id) else {
             return Ok(Err(format!("no job `{job_id}`")));
         };
         let Some(t) = entry.tasks.get(task_id as usize) else {
             return Ok(Err(format!("no task {task_id}")));
         };
+        if t.state == TaskState::Done && t.attempt == attempt {
+            // Idempotent: a retried completion whose first call was accepted (its reply lost)
+            // must not be told "fenced off", or the worker would delete committed files.
+            return Ok(Ok(()));
+        }
         if t.state != TaskState::Leased || t.attempt != attempt {
             let why = format!(
                 "task {task_id} is {:?} at attempt {}; attempt {attempt} is fenced off",
@@ -486,23 +546,33 @@ impl Scheduler {
         if entry.record.state != JobState::Running {
             return Ok(Err(format!("job is {}", entry.record.state.as_str())));
         }
-        match self
+        inner.completing.insert(key.clone());
+        drop(inner);
+        let stored = self
             .store
             .complete(job_id, task_id, attempt, &files, &stats)
-            .await
-        {
+            .await;
+        let mut inner = self.inner.lock().await;
+        inner.completing.remove(&key);
+        match stored {
             Ok(()) => {}
             Err(StoreError::Conflict(m)) => return Ok(Err(m)),
             Err(e) => return Err(e.into()),
         }
+        let Some(entry) = inner.job_mut(job_id) else {
+            return Ok(Ok(()));
+        };
         entry.stats.add(&stats);
         entry.progress.remove(&task_id);
         let t = &mut entry.tasks[task_id as usize];
+        if !matches!(t.state, TaskState::Done | TaskState::Failed) {
+            entry.ended += 1;
+        }
         t.state = TaskState::Done;
-        entry.ended += 1;
+        t.attempt = attempt;
         t.files = files;
         t.stats = stats.clone();
-        let done = entry.all_ended();
+        let done = entry.all_ended() && entry.record.state == JobState::Running;
         if let Some(w) = inner.workers.get_mut(worker) {
             w.current_task.clear();
             w.held.remove(&format!("{job_id}/{task_id}"));
