@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
 
+# The end-to-end tests run target/debug/synthforge as a process: build it up front.
+cargo build -p synthforge
+
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --workspace --no-fail-fast --profile ci "$@"
 fi
