@@ -5,11 +5,10 @@
 //! the expected state), then to memory. A coordinator that starts — or takes over as leader —
 //! rebuilds memory from the store and gives every outstanding lease a fresh deadline.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use synthforge_core::now_ms;
-use synthforge_core::seed::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::JobSpec;
 use tokio::sync::Mutex;
@@ -17,6 +16,13 @@ use tokio::sync::Mutex;
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 use crate::planner;
 use crate::store::{StoreError, TaskStore};
+
+mod finish;
+mod lease;
+mod state;
+
+use state::{Inner, JobEntry};
+pub use state::{JobView, Lease, WorkerInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedError {
@@ -31,115 +37,6 @@ pub enum SchedError {
     /// Transient: the caller should retry shortly.
     #[error("busy: {0}")]
     Busy(String),
-}
-
-/// A task handed to a worker.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub job_id: String,
-    pub task_id: u64,
-    pub attempt: u32,
-    pub deadline_ms: u64,
-    pub spec_yaml: String,
-    pub slice: TaskSlice,
-}
-
-/// What the dashboard and `status` show about a worker.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct WorkerInfo {
-    pub id: String,
-    pub address: String,
-    pub slots: u32,
-    pub registered_ms: u64,
-    pub last_seen_ms: u64,
-    /// `job/task#attempt` of the current lease, empty when idle.
-    pub current_task: String,
-    /// Every lease the worker holds now (`job/task`): a worker may run several tasks at once.
-    pub held: std::collections::BTreeSet<String>,
-    pub task_rows_done: u64,
-    pub rows_done_total: u64,
-    pub tasks_done: u64,
-}
-
-/// A job's live view: record, task counts and summed stats.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct JobView {
-    pub record: JobRecord,
-    pub tasks_pending: u64,
-    pub tasks_leased: u64,
-    pub tasks_done: u64,
-    pub tasks_failed: u64,
-    pub stats: TaskStats,
-    /// Rows finished by in-flight tasks (from heartbeats), not yet in `stats`.
-    pub rows_in_flight: u64,
-    pub failed_tasks: Vec<(u64, String)>,
-}
-
-struct JobEntry {
-    record: JobRecord,
-    spec: Arc<JobSpec>,
-    tasks: Vec<TaskRecord>,
-    pending: VecDeque<u64>,
-    stats: TaskStats,
-    /// task id → rows done so far by its current attempt.
-    progress: HashMap<u64, u64>,
-    /// Tasks done or failed: kept as a count so a completion is O(1), not a scan of the job.
-    ended: usize,
-}
-
-impl JobEntry {
-    fn count(&self, s: TaskState) -> u64 {
-        self.tasks.iter().filter(|t| t.state == s).count() as u64
-    }
-
-    fn all_ended(&self) -> bool {
-        self.ended == self.tasks.len()
-    }
-
-    fn view(&self) -> JobView {
-        JobView {
-            record: self.record.clone(),
-            tasks_pending: self.count(TaskState::Pending),
-            tasks_leased: self.count(TaskState::Leased),
-            tasks_done: self.count(TaskState::Done),
-            tasks_failed: self.count(TaskState::Failed),
-            stats: self.stats.clone(),
-            rows_in_flight: self.progress.values().sum(),
-            failed_tasks: self
-                .tasks
-                .iter()
-                .filter(|t| t.state == TaskState::Failed)
-                .map(|t| (t.task_id, t.last_error.clone()))
-                .collect(),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Inner {
-    /// Insertion (creation) order matters: older jobs are served first.
-    jobs: BTreeMap<(u64, String), JobEntry>,
-    index: HashMap<String, (u64, String)>,
-    workers: BTreeMap<String, WorkerInfo>,
-    /// Completions being written to the store right now (job, task).
-    completing: std::collections::HashSet<(String, u64)>,
-}
-
-impl Inner {
-    fn job_mut(&mut self, id: &str) -> Option<&mut JobEntry> {
-        let k = self.index.get(id)?.clone();
-        self.jobs.get_mut(&k)
-    }
-
-    fn job(&self, id: &str) -> Option<&JobEntry> {
-        self.jobs.get(self.index.get(id)?)
-    }
-
-    fn insert(&mut self, e: JobEntry) {
-        let key = (e.record.created_ms, e.record.id.clone());
-        self.index.insert(e.record.id.clone(), key.clone());
-        self.jobs.insert(key, e);
-    }
 }
 
 /// Called when a job's tasks have all ended, to write the manifest (and run whole-job steps).
@@ -336,118 +233,6 @@ impl Scheduler {
         w.address = address.to_string();
         w.slots = slots;
         w.last_seen_ms = now;
-    }
-
-    /// Hands the oldest running job's next pending task to `worker`.
-    ///
-    /// The task is marked leased in memory first and the store's claim runs without holding the
-    /// scheduler lock, so many workers' claims overlap their store round trips (etcd latency no
-    /// longer serializes the fleet). A claim the store refuses is rolled back.
-    pub async fn lease(&self, worker: &str) -> Result<Option<Lease>, SchedError> {
-        loop {
-            let Some((lease, key)) = self.reserve(worker).await else {
-                return Ok(None);
-            };
-            let claimed = self
-                .store
-                .claim(
-                    &lease.job_id,
-                    lease.task_id,
-                    lease.attempt,
-                    worker,
-                    lease.deadline_ms,
-                )
-                .await;
-            match claimed {
-                Ok(()) => {
-                    tracing::info!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, worker, "task leased");
-                    return Ok(Some(lease));
-                }
-                Err(e) => {
-                    let requeue = !matches!(e, StoreError::Conflict(_));
-                    self.unreserve(worker, &key, &lease, requeue).await;
-                    match e {
-                        StoreError::Conflict(msg) => {
-                            tracing::warn!(job = %lease.job_id, task_id = lease.task_id, %msg, "claim lost; skipping task");
-                        }
-                        other => return Err(other.into()),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Picks the next pending task and marks it leased to `worker` in memory.
-    async fn reserve(&self, worker: &str) -> Option<(Lease, (u64, String))> {
-        let mut inner = self.inner.lock().await;
-        let now = now_ms();
-        let keys: Vec<(u64, String)> = inner
-            .jobs
-            .iter()
-            .filter(|(_, e)| e.record.state == JobState::Running && !e.pending.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            let entry = inner.jobs.get_mut(&key).expect("key from map");
-            while let Some(task_id) = entry.pending.pop_front() {
-                let lease_ms = (entry.spec.scheduling.lease_s * 1000.0) as u64;
-                let t = &mut entry.tasks[task_id as usize];
-                if t.state != TaskState::Pending {
-                    continue;
-                }
-                let attempt = t.attempt + 1;
-                let deadline = now + lease_ms;
-                t.state = TaskState::Leased;
-                t.attempt = attempt;
-                t.worker = worker.to_string();
-                t.deadline_ms = deadline;
-                let lease = Lease {
-                    job_id: t.job_id.clone(),
-                    task_id,
-                    attempt,
-                    deadline_ms: deadline,
-                    spec_yaml: entry.record.spec_yaml.clone(),
-                    slice: t.slice.clone(),
-                };
-                entry.progress.insert(task_id, 0);
-                if let Some(w) = inner.workers.get_mut(worker) {
-                    w.current_task = format!("{}/{}#{}", lease.job_id, task_id, attempt);
-                    w.held.insert(format!("{}/{}", lease.job_id, task_id));
-                    w.task_rows_done = 0;
-                    w.last_seen_ms = now;
-                }
-                return Some((lease, key));
-            }
-        }
-        if let Some(w) = inner.workers.get_mut(worker) {
-            w.current_task.clear();
-            w.last_seen_ms = now;
-        }
-        None
-    }
-
-    /// Rolls back a reservation the store refused (`requeue`: the store failed, try again).
-    async fn unreserve(&self, worker: &str, key: &(u64, String), lease: &Lease, requeue: bool) {
-        let mut inner = self.inner.lock().await;
-        if let Some(entry) = inner.jobs.get_mut(key) {
-            if let Some(t) = entry.tasks.get_mut(lease.task_id as usize) {
-                if t.state == TaskState::Leased && t.attempt == lease.attempt && t.worker == worker
-                {
-                    t.state = TaskState::Pending;
-                    t.attempt -= 1;
-                    t.worker.clear();
-                    entry.progress.remove(&lease.task_id);
-                    if requeue {
-                        entry.pending.push_front(lease.task_id);
-                    }
-                }
-            }
-        }
-        if let Some(w) = inner.workers.get_mut(worker) {
-            w.current_task.clear();
-            w.held
-                .remove(&format!("{}/{}", lease.job_id, lease.task_id));
-        }
     }
 
     /// Extends a lease; `Ok(None)` means the lease is gone and the worker must stop the task.
@@ -702,80 +487,6 @@ impl Scheduler {
             self.clone().spawn_finalize(id).await;
         }
         Ok(changed.len())
-    }
-
-    async fn spawn_finalize(self: Arc<Self>, job_id: String) {
-        let (record, spec, tasks) = {
-            let mut inner = self.inner.lock().await;
-            let Some(e) = inner.job_mut(&job_id) else {
-                return;
-            };
-            if e.record.state.is_terminal() {
-                return;
-            }
-            e.record.state = JobState::Finalizing;
-            (e.record.clone(), e.spec.clone(), e.tasks.clone())
-        };
-        let _ = self.store.update_job(&record).await;
-        let this = self.clone();
-        tokio::spawn(async move {
-            let failed: Vec<String> = tasks
-                .iter()
-                .filter(|t| t.state == TaskState::Failed)
-                .map(|t| format!("task {}: {}", t.task_id, t.last_error))
-                .collect();
-            let result = (this.finalizer)(record.clone(), spec, tasks).await;
-            let mut inner = this.inner.lock().await;
-            let Some(e) = inner.job_mut(&record.id) else {
-                return;
-            };
-            if e.record.state != JobState::Finalizing {
-                return;
-            }
-            e.record.finished_ms = now_ms();
-            match result {
-                Ok(()) if failed.is_empty() => e.record.state = JobState::Succeeded,
-                Ok(()) => {
-                    e.record.state = JobState::Failed;
-                    e.record.error = format!(
-                        "{} of {} tasks failed: {}",
-                        failed.len(),
-                        e.tasks.len(),
-                        failed.into_iter().take(5).collect::<Vec<_>>().join("; ")
-                    );
-                }
-                Err(err) => {
-                    e.record.state = JobState::Failed;
-                    e.record.error = format!("finalizing: {err}");
-                }
-            }
-            let rec = e.record.clone();
-            drop(inner);
-            if let Err(err) = this.store.update_job(&rec).await {
-                tracing::error!(job = %rec.id, error = %err, "cannot store final job state");
-            }
-            tracing::info!(job = %rec.id, state = rec.state.as_str(), error = %rec.error, "job finished");
-            this.changed.notify_waiters();
-        });
-    }
-
-    pub async fn cancel(&self, job_id: &str) -> Result<bool, SchedError> {
-        let mut inner = self.inner.lock().await;
-        let Some(e) = inner.job_mut(job_id) else {
-            return Err(SchedError::NoJob(job_id.into()));
-        };
-        if e.record.state.is_terminal() {
-            return Ok(false);
-        }
-        e.record.state = JobState::Cancelled;
-        e.record.finished_ms = now_ms();
-        e.pending.clear();
-        let rec = e.record.clone();
-        drop(inner);
-        self.store.update_job(&rec).await?;
-        self.changed.notify_waiters();
-        tracing::info!(job = job_id, "job cancelled");
-        Ok(true)
     }
 
     pub async fn job(&self, id: &str) -> Option<JobView> {

@@ -1,0 +1,122 @@
+//! Leasing: hand a pending task to a worker, claiming it in the store without holding the
+//! scheduler lock.
+
+use synthforge_core::now_ms;
+
+use super::{Lease, SchedError, Scheduler};
+use crate::model::{JobState, TaskState};
+use crate::store::StoreError;
+
+impl Scheduler {
+    /// Hands the oldest running job's next pending task to `worker`.
+    ///
+    /// The task is marked leased in memory first and the store's claim runs without holding the
+    /// scheduler lock, so many workers' claims overlap their store round trips (etcd latency no
+    /// longer serializes the fleet). A claim the store refuses is rolled back.
+    pub async fn lease(&self, worker: &str) -> Result<Option<Lease>, SchedError> {
+        loop {
+            let Some((lease, key)) = self.reserve(worker).await else {
+                return Ok(None);
+            };
+            let claimed = self
+                .store
+                .claim(
+                    &lease.job_id,
+                    lease.task_id,
+                    lease.attempt,
+                    worker,
+                    lease.deadline_ms,
+                )
+                .await;
+            match claimed {
+                Ok(()) => {
+                    tracing::info!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, worker, "task leased");
+                    return Ok(Some(lease));
+                }
+                Err(e) => {
+                    let requeue = !matches!(e, StoreError::Conflict(_));
+                    self.unreserve(worker, &key, &lease, requeue).await;
+                    match e {
+                        StoreError::Conflict(msg) => {
+                            tracing::warn!(job = %lease.job_id, task_id = lease.task_id, %msg, "claim lost; skipping task");
+                        }
+                        other => return Err(other.into()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Picks the next pending task and marks it leased to `worker` in memory.
+    async fn reserve(&self, worker: &str) -> Option<(Lease, (u64, String))> {
+        let mut inner = self.inner.lock().await;
+        let now = now_ms();
+        let keys: Vec<(u64, String)> = inner
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.record.state == JobState::Running && !e.pending.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let entry = inner.jobs.get_mut(&key).expect("key from map");
+            while let Some(task_id) = entry.pending.pop_front() {
+                let lease_ms = (entry.spec.scheduling.lease_s * 1000.0) as u64;
+                let t = &mut entry.tasks[task_id as usize];
+                if t.state != TaskState::Pending {
+                    continue;
+                }
+                let attempt = t.attempt + 1;
+                let deadline = now + lease_ms;
+                t.state = TaskState::Leased;
+                t.attempt = attempt;
+                t.worker = worker.to_string();
+                t.deadline_ms = deadline;
+                let lease = Lease {
+                    job_id: t.job_id.clone(),
+                    task_id,
+                    attempt,
+                    deadline_ms: deadline,
+                    spec_yaml: entry.record.spec_yaml.clone(),
+                    slice: t.slice.clone(),
+                };
+                entry.progress.insert(task_id, 0);
+                if let Some(w) = inner.workers.get_mut(worker) {
+                    w.current_task = format!("{}/{}#{}", lease.job_id, task_id, attempt);
+                    w.held.insert(format!("{}/{}", lease.job_id, task_id));
+                    w.task_rows_done = 0;
+                    w.last_seen_ms = now;
+                }
+                return Some((lease, key));
+            }
+        }
+        if let Some(w) = inner.workers.get_mut(worker) {
+            w.current_task.clear();
+            w.last_seen_ms = now;
+        }
+        None
+    }
+
+    /// Rolls back a reservation the store refused (`requeue`: the store failed, try again).
+    async fn unreserve(&self, worker: &str, key: &(u64, String), lease: &Lease, requeue: bool) {
+        let mut inner = self.inner.lock().await;
+        if let Some(entry) = inner.jobs.get_mut(key) {
+            if let Some(t) = entry.tasks.get_mut(lease.task_id as usize) {
+                if t.state == TaskState::Leased && t.attempt == lease.attempt && t.worker == worker
+                {
+                    t.state = TaskState::Pending;
+                    t.attempt -= 1;
+                    t.worker.clear();
+                    entry.progress.remove(&lease.task_id);
+                    if requeue {
+                        entry.pending.push_front(lease.task_id);
+                    }
+                }
+            }
+        }
+        if let Some(w) = inner.workers.get_mut(worker) {
+            w.current_task.clear();
+            w.held
+                .remove(&format!("{}/{}", lease.job_id, lease.task_id));
+        }
+    }
+}

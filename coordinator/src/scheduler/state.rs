@@ -1,0 +1,118 @@
+//! The scheduler's in-memory state and the views it hands out (leases, jobs, workers).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use synthforge_core::seed::TaskSlice;
+use synthforge_core::spec::JobSpec;
+
+use crate::model::{JobRecord, TaskRecord, TaskState, TaskStats};
+
+/// A task handed to a worker.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub job_id: String,
+    pub task_id: u64,
+    pub attempt: u32,
+    pub deadline_ms: u64,
+    pub spec_yaml: String,
+    pub slice: TaskSlice,
+}
+
+/// What the dashboard and `status` show about a worker.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub address: String,
+    pub slots: u32,
+    pub registered_ms: u64,
+    pub last_seen_ms: u64,
+    /// `job/task#attempt` of the current lease, empty when idle.
+    pub current_task: String,
+    /// Every lease the worker holds now (`job/task`): a worker may run several tasks at once.
+    pub held: std::collections::BTreeSet<String>,
+    pub task_rows_done: u64,
+    pub rows_done_total: u64,
+    pub tasks_done: u64,
+}
+
+/// A job's live view: record, task counts and summed stats.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobView {
+    pub record: JobRecord,
+    pub tasks_pending: u64,
+    pub tasks_leased: u64,
+    pub tasks_done: u64,
+    pub tasks_failed: u64,
+    pub stats: TaskStats,
+    /// Rows finished by in-flight tasks (from heartbeats), not yet in `stats`.
+    pub rows_in_flight: u64,
+    pub failed_tasks: Vec<(u64, String)>,
+}
+
+pub(super) struct JobEntry {
+    pub(super) record: JobRecord,
+    pub(super) spec: Arc<JobSpec>,
+    pub(super) tasks: Vec<TaskRecord>,
+    pub(super) pending: VecDeque<u64>,
+    pub(super) stats: TaskStats,
+    /// task id → rows done so far by its current attempt.
+    pub(super) progress: HashMap<u64, u64>,
+    /// Tasks done or failed: kept as a count so a completion is O(1), not a scan of the job.
+    pub(super) ended: usize,
+}
+
+impl JobEntry {
+    pub(super) fn count(&self, s: TaskState) -> u64 {
+        self.tasks.iter().filter(|t| t.state == s).count() as u64
+    }
+
+    pub(super) fn all_ended(&self) -> bool {
+        self.ended == self.tasks.len()
+    }
+
+    pub(super) fn view(&self) -> JobView {
+        JobView {
+            record: self.record.clone(),
+            tasks_pending: self.count(TaskState::Pending),
+            tasks_leased: self.count(TaskState::Leased),
+            tasks_done: self.count(TaskState::Done),
+            tasks_failed: self.count(TaskState::Failed),
+            stats: self.stats.clone(),
+            rows_in_flight: self.progress.values().sum(),
+            failed_tasks: self
+                .tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Failed)
+                .map(|t| (t.task_id, t.last_error.clone()))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Inner {
+    /// Insertion (creation) order matters: older jobs are served first.
+    pub(super) jobs: BTreeMap<(u64, String), JobEntry>,
+    pub(super) index: HashMap<String, (u64, String)>,
+    pub(super) workers: BTreeMap<String, WorkerInfo>,
+    /// Completions being written to the store right now (job, task).
+    pub(super) completing: std::collections::HashSet<(String, u64)>,
+}
+
+impl Inner {
+    pub(super) fn job_mut(&mut self, id: &str) -> Option<&mut JobEntry> {
+        let k = self.index.get(id)?.clone();
+        self.jobs.get_mut(&k)
+    }
+
+    pub(super) fn job(&self, id: &str) -> Option<&JobEntry> {
+        self.jobs.get(self.index.get(id)?)
+    }
+
+    pub(super) fn insert(&mut self, e: JobEntry) {
+        let key = (e.record.created_ms, e.record.id.clone());
+        self.index.insert(e.record.id.clone(), key.clone());
+        self.jobs.insert(key, e);
+    }
+}
