@@ -194,11 +194,28 @@ impl Scheduler {
             .enumerate()
             .map(|(i, s)| TaskRecord::new(&id, i as u64, s))
             .collect();
+        if let Some(e) = self.inner.lock().await.job(&id) {
+            return Ok(e.view());
+        }
+        // Written without holding the scheduler lock: creating a 1M-task job takes seconds on
+        // etcd, and leasing of other jobs must go on meanwhile. The store refuses a second
+        // creation of the same id, so two racing submits cannot both create it.
+        match self.store.create_job(&record, &tasks).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(m)) => {
+                return match self.inner.lock().await.job(&id) {
+                    Some(e) => Ok(e.view()),
+                    None => Err(SchedError::Busy(format!(
+                        "job `{id}` is being created by another submit: {m}"
+                    ))),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
         let mut inner = self.inner.lock().await;
         if let Some(e) = inner.job(&id) {
             return Ok(e.view());
         }
-        self.store.create_job(&record, &tasks).await?;
         let entry = JobEntry {
             pending: tasks.iter().map(|t| t.task_id).collect(),
             record,
