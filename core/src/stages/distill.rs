@@ -13,7 +13,6 @@ use serde_json::Value;
 use super::llm;
 use super::{Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::Backend;
-use crate::record::{record_id, ChatMessage};
 use crate::spec::StageSpec;
 use crate::template::PromptTemplate;
 
@@ -79,34 +78,14 @@ impl Stage for Distill {
             Ok(r) => r,
             Err(e) => return vec![llm::fail(&self.ctx, &item, &self.name, e)],
         };
-        let n = resp.choices.len();
         let job = &self.ctx.job;
         resp.choices
             .iter()
             .enumerate()
             .map(|(i, choice)| {
-                let mut it = item.clone();
-                if i > 0 {
-                    // Seed-level counts (PII redactions, earlier stages' tokens) belong to
-                    // one sample only.
-                    it.counters.clear();
-                    it.record.prompt_tokens = 0;
-                    it.record.completion_tokens = 0;
-                }
+                let mut it =
+                    llm::sample_item(&item, job, &self.name, &instruction, &messages, &resp, i);
                 let r = &mut it.record;
-                r.id = record_id(&job.name, job.seed, item.seed.index, &self.name, i as u32);
-                r.stage = self.name.clone();
-                r.sample_index = i as u32;
-                r.prompt = Some(instruction.clone());
-                let mut msgs = messages.clone();
-                msgs.push(ChatMessage::new("assistant", choice.text.clone()));
-                r.messages = Some(msgs);
-                r.completion = choice.text.clone();
-                r.finish_reason = choice.finish_reason.clone();
-                let (p, c) = llm::usage_share(&resp, i, n);
-                r.prompt_tokens += p;
-                r.completion_tokens += c;
-                r.latency_ms = resp.latency_ms;
                 llm::set_lineage(r, &self.backend, &self.spec, &resp, self.template.as_ref());
                 it.context
                     .insert("completion".into(), Value::String(choice.text.clone()));

@@ -60,6 +60,43 @@ pub fn usage_share(resp: &GenResponse, i: usize, n: usize) -> (u64, u64) {
     (p, c)
 }
 
+/// The item for sample `i` of a multi-sample chat call: a copy of `item` whose record carries the
+/// sample's id, prompt, `messages` + the reply, completion, finish reason and token share.
+/// Seed-level counts (PII redactions, earlier stages' tokens) stay with sample 0 only, so totals
+/// are not multiplied by the number of samples. The caller adds lineage and context.
+pub fn sample_item(
+    item: &Item,
+    job: &crate::spec::JobSpec,
+    stage: &str,
+    prompt: &str,
+    messages: &[ChatMessage],
+    resp: &GenResponse,
+    i: usize,
+) -> Item {
+    let choice = &resp.choices[i];
+    let mut it = item.clone();
+    if i > 0 {
+        it.counters.clear();
+        it.record.prompt_tokens = 0;
+        it.record.completion_tokens = 0;
+    }
+    let r = &mut it.record;
+    r.id = crate::record::record_id(&job.name, job.seed, item.seed.index, stage, i as u32);
+    r.stage = stage.to_string();
+    r.sample_index = i as u32;
+    r.prompt = Some(prompt.to_string());
+    let mut msgs = messages.to_vec();
+    msgs.push(ChatMessage::new("assistant", choice.text.clone()));
+    r.messages = Some(msgs);
+    r.completion = choice.text.clone();
+    r.finish_reason = choice.finish_reason.clone();
+    let (p, c) = usage_share(resp, i, resp.choices.len());
+    r.prompt_tokens += p;
+    r.completion_tokens += c;
+    r.latency_ms = resp.latency_ms;
+    it
+}
+
 /// Fills the model/sampling lineage of a record produced by `backend` under `spec`.
 pub fn set_lineage(
     record: &mut Record,

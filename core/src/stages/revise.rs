@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{llm, Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::{Backend, GenResponse};
-use crate::record::{record_id, ChatMessage};
+use crate::record::ChatMessage;
 use crate::spec::StageSpec;
 use crate::template::PromptTemplate;
 
@@ -208,34 +208,13 @@ impl Revise {
         item.context
             .insert("prompt".into(), Value::String(prompt.clone()));
         let job = &self.ctx.job;
-        let n = resp.choices.len();
         Ok(resp
             .choices
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let mut it = item.clone();
-                if i > 0 {
-                    // Seed-level counts (PII redactions, earlier stages' tokens) belong to
-                    // one sample only.
-                    it.counters.clear();
-                    it.record.prompt_tokens = 0;
-                    it.record.completion_tokens = 0;
-                }
+            .map(|(i, _)| {
+                let mut it = llm::sample_item(&item, job, &self.name, &prompt, &messages, &resp, i);
                 let r = &mut it.record;
-                r.id = record_id(&job.name, job.seed, item.seed.index, &self.name, i as u32);
-                r.stage = self.name.clone();
-                r.sample_index = i as u32;
-                r.prompt = Some(prompt.clone());
-                let mut msgs = messages.clone();
-                msgs.push(ChatMessage::new("assistant", c.text.clone()));
-                r.messages = Some(msgs);
-                r.completion = c.text.clone();
-                r.finish_reason = c.finish_reason.clone();
-                let (p, ct) = llm::usage_share(&resp, i, n);
-                r.prompt_tokens += p;
-                r.completion_tokens += ct;
-                r.latency_ms = resp.latency_ms;
                 llm::set_lineage(r, &self.backend, &self.spec, &resp, Some(t));
                 (it, prompt.clone())
             })
