@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use synthforge_coordinator::control::scheduler::{Finalizer, Scheduler};
+use synthforge_coordinator::control::store::embedded::EmbeddedStore;
+use synthforge_coordinator::control::store::etcd::EtcdStore;
+use synthforge_coordinator::control::store::{Snapshot, StoreError, TaskStore};
 use synthforge_coordinator::model::{JobRecord, JobState, TaskRecord, TaskStats};
-use synthforge_coordinator::scheduler::{Finalizer, Scheduler};
-use synthforge_coordinator::store::embedded::EmbeddedStore;
-use synthforge_coordinator::store::etcd::EtcdStore;
-use synthforge_coordinator::store::{Snapshot, StoreError, TaskStore};
-use synthforge_core::seed::TaskSlice;
+use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
 

@@ -1,20 +1,14 @@
 //! The synthforge coordinator: plans jobs into tasks, leases them to workers with fencing,
-//! keeps its state in a [`store::TaskStore`] (etcd for clusters, an embedded log for one
-//! machine), finalizes datasets, and serves the gRPC, HTTP and metrics APIs.
+//! keeps its state in a [`control::store::TaskStore`] (etcd for clusters, an embedded log for
+//! one machine), finalizes datasets, and serves the gRPC, HTTP and metrics APIs.
+//!
+//! Folders by role: [`control`] decides (planner, scheduler, stores, leader election),
+//! [`serve`] talks to the outside (gRPC, HTTP, dashboard, metrics, TLS, wire conversion),
+//! [`finalize`] turns committed tasks into a dataset (whole-job dedup, manifest, card).
 
-pub mod card;
-pub mod convert;
-pub mod dashboard;
-pub mod dedup;
+pub mod control;
 pub mod finalize;
-pub mod grpc;
-pub mod ha;
-pub mod http;
-pub mod metrics;
 pub mod model;
-pub mod planner;
-pub mod scheduler;
+pub mod serve;
 pub mod server;
-pub mod store;
-pub mod timeseries;
-pub mod tls;
+pub mod telemetry;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use synthforge_core::seed::TaskSlice;
+use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

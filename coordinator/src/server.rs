@@ -8,10 +8,10 @@ use synthforge_proto as pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::grpc::{Auth, JobApi, WorkerApi};
-use crate::http::{router, HttpState};
-use crate::scheduler::{Finalizer, Scheduler};
-use crate::store::TaskStore;
+use crate::control::scheduler::{Finalizer, Scheduler};
+use crate::control::store::TaskStore;
+use crate::serve::grpc::{Auth, JobApi, WorkerApi};
+use crate::serve::http::{router, HttpState};
 
 #[derive(Clone)]
 pub struct CoordinatorConfig {
@@ -22,7 +22,7 @@ pub struct CoordinatorConfig {
     /// Tell idle workers to exit once all jobs have ended (all-in-one `run`).
     pub shutdown_when_idle: bool,
     /// Serve gRPC over TLS (and require client certificates when it has a client CA);
-    /// `None`: plaintext. Built by [`crate::tls::ServerTlsFiles::load`].
+    /// `None`: plaintext. Built by [`crate::serve::tls::ServerTlsFiles::load`].
     pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
@@ -34,7 +34,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("scheduler: {0}")]
-    Sched(#[from] crate::scheduler::SchedError),
+    Sched(#[from] crate::control::scheduler::SchedError),
     #[error("TLS: {0}")]
     Tls(String),
 }
@@ -72,7 +72,7 @@ impl Coordinator {
         config: CoordinatorConfig,
         store: Arc<dyn TaskStore>,
         finalizer: Finalizer,
-        gate: Option<Arc<crate::ha::Leadership>>,
+        gate: Option<Arc<crate::control::ha::Leadership>>,
     ) -> Result<Coordinator, ServeError> {
         let sched = Scheduler::new(store, finalizer);
         if gate.is_none() {
@@ -125,12 +125,12 @@ impl Coordinator {
             .add_service(
                 pb::worker_service_server::WorkerServiceServer::with_interceptor(
                     worker_api,
-                    crate::ha::gate_interceptor(gate.clone()),
+                    crate::control::ha::gate_interceptor(gate.clone()),
                 ),
             )
             .add_service(pb::job_service_server::JobServiceServer::with_interceptor(
                 job_api,
-                crate::ha::gate_interceptor(gate.clone()),
+                crate::control::ha::gate_interceptor(gate.clone()),
             ))
             .serve_with_incoming(TcpListenerStream::new(listener));
         let mut tasks = vec![tokio::spawn(async move {
@@ -140,7 +140,7 @@ impl Coordinator {
         })];
         tasks.push(match &gate {
             None => sched.spawn_expiry_loop(),
-            Some(g) => crate::ha::spawn_leader_expiry_loop(&sched, g.clone()),
+            Some(g) => crate::control::ha::spawn_leader_expiry_loop(&sched, g.clone()),
         });
         let mut http_addr = None;
         if let Some(addr) = config.http_addr {

@@ -3,15 +3,14 @@
 //! object-store output.
 
 pub mod backend;
+pub mod input;
 pub mod manifest;
 pub mod minhash;
 pub mod record;
-pub mod seed;
 pub mod sink;
 pub mod spec;
 pub mod stages;
 pub mod storage;
-pub mod taxonomy;
 pub mod template;
 
 /// Milliseconds since the Unix epoch (timestamps in state and manifests).

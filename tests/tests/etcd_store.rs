@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use synthforge_coordinator::control::store::etcd::EtcdStore;
+use synthforge_coordinator::control::store::{conformance, StoreError, TaskStore};
 use synthforge_coordinator::model::{JobRecord, JobState, TaskRecord, TaskState};
-use synthforge_coordinator::store::etcd::EtcdStore;
-use synthforge_coordinator::store::{conformance, StoreError, TaskStore};
 use synthforge_tests::Etcd;
 
 fn rt() -> tokio::runtime::Runtime {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use synthforge_core::backend::Backend;
+use synthforge_core::input::{self, SeedItem, TaskSlice};
 use synthforge_core::record::FailureRecord;
-use synthforge_core::seed::{self, SeedItem, TaskSlice};
 use synthforge_core::sink::TaskSink;
 use synthforge_core::spec::{InputFormat, JobSpec};
 use synthforge_core::stages::{self, Outcome, StageContext};
@@ -259,7 +259,7 @@ impl TaskRunner {
         )
         .map_err(|e| e.to_string())?;
 
-        let seeds = seed::read_task_rows(&spec.input, &slice)
+        let seeds = input::read_task_rows(&spec.input, &slice)
             .await
             .map_err(|e| e.to_string())?;
         let rows_in = seeds.len() as u64;

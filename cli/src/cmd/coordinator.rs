@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use synthforge_coordinator::finalize::manifest_finalizer;
-use synthforge_coordinator::ha::{election_client, run_election, HaConfig, Leadership};
+use synthforge_coordinator::control::ha::{election_client, run_election, HaConfig, Leadership};
+use synthforge_coordinator::control::store::embedded::EmbeddedStore;
+use synthforge_coordinator::control::store::etcd::EtcdStore;
+use synthforge_coordinator::control::store::TaskStore;
+use synthforge_coordinator::finalize::manifest::manifest_finalizer;
 use synthforge_coordinator::server::{Coordinator, CoordinatorConfig};
-use synthforge_coordinator::store::embedded::EmbeddedStore;
-use synthforge_coordinator::store::etcd::EtcdStore;
-use synthforge_coordinator::store::TaskStore;
 
 #[derive(clap::Args)]
 pub struct CoordinatorArgs {

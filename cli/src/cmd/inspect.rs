@@ -6,8 +6,8 @@ use anyhow::Context;
 use arrow_array::Array;
 use futures::TryStreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use synthforge_core::input::ObjectReader;
 use synthforge_core::manifest::Manifest;
-use synthforge_core::seed::ObjectReader;
 use synthforge_core::storage;
 
 #[derive(clap::Args)]

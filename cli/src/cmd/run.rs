@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use synthforge_coordinator::finalize::manifest_finalizer;
+use synthforge_coordinator::control::scheduler::{job_id_for, JobView};
+use synthforge_coordinator::control::store::embedded::EmbeddedStore;
+use synthforge_coordinator::finalize::manifest::manifest_finalizer;
 use synthforge_coordinator::model::JobState;
-use synthforge_coordinator::scheduler::{job_id_for, JobView};
 use synthforge_coordinator::server::{Coordinator, CoordinatorConfig};
-use synthforge_coordinator::store::embedded::EmbeddedStore;
 use synthforge_core::spec::JobSpec;
 use synthforge_proto as pb;
 use synthforge_worker::{run_worker, WorkerConfig};
@@ -155,7 +155,7 @@ async fn watch_job(
         let done = view.stats.rows_in + view.rows_in_flight;
         let secs = started.elapsed().as_secs_f64().max(0.001);
         // Current rates over a short window (running tasks included), not since start.
-        synthforge_coordinator::dashboard::sample_once(&coord.sched).await;
+        synthforge_coordinator::serve::dashboard::sample_once(&coord.sched).await;
         let rate = coord.sched.telemetry.job_rate(job_id);
         let (rows_s, tok_s) = if rate.t_ms > 0 {
             (rate.rows_per_s, rate.tokens_per_s)

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use synthforge_coordinator::tls::ServerTlsFiles;
+use synthforge_coordinator::serve::tls::ServerTlsFiles;
 use synthforge_worker::tls::ClientTlsFiles;
 
 #[derive(clap::Args, Debug, Clone, Default)]

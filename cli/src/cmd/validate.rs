@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use synthforge_core::seed::{read_task_rows, SeedItem, TaskSlice};
+use synthforge_core::input::{read_task_rows, SeedItem, TaskSlice};
 use synthforge_core::spec::{InputFormat, JobSpec};
 use synthforge_core::stages::variations;
 use synthforge_core::storage;
@@ -135,8 +135,8 @@ pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
 
 /// Taxonomy input: parse the `qna.yaml` files of the first task and show the grounded prompts.
 async fn validate_taxonomy(file: &str, spec: &JobSpec, show: usize) -> anyhow::Result<()> {
+    use synthforge_core::input::taxonomy::{plan_tasks, read_rows, TaxonomyEntry};
     use synthforge_core::stages::taxonomy_qa::preview_prompts;
-    use synthforge_core::taxonomy::{plan_tasks, read_rows, TaxonomyEntry};
     let (tasks, leaves) = plan_tasks(&spec.input)
         .await
         .with_context(|| format!("{file}: field `input.path`"))?;

@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::backend::Backend;
+use crate::input::SeedRow;
 use crate::record::{FailureRecord, Record};
-use crate::seed::SeedRow;
 use crate::spec::{JobSpec, StageSpec};
 
 /// A row travelling through the pipeline: its seed, the record being built, and the template

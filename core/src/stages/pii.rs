@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::pii_detect::{self, Kind, KINDS};
 use super::{llm, Item, Outcome, Stage, StageError};
-use crate::seed::SeedRow;
+use crate::input::SeedRow;
 use crate::spec::StageSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use super::{Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::{Backend, GenRequest, GenResponse};
+use crate::input::taxonomy::{chunk_markdown, TaxonomyEntry, TaxonomyKind};
 use crate::record::{record_id, ChatMessage};
 use crate::spec::StageSpec;
-use crate::taxonomy::{chunk_markdown, TaxonomyEntry, TaxonomyKind};
 
 /// Output columns this stage fills.
 pub const COLUMNS: [&str; 4] = ["question", "answer", "context", "taxonomy_path"];

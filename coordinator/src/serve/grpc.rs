@@ -8,8 +8,8 @@ use std::sync::Arc;
 use synthforge_proto as pb;
 use tonic::{Request, Response, Status};
 
-use crate::convert;
-use crate::scheduler::{SchedError, Scheduler};
+use crate::control::scheduler::{SchedError, Scheduler};
+use crate::serve::convert;
 
 #[derive(Clone)]
 pub struct Auth {
@@ -127,7 +127,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         let backends = r
             .backends
             .iter()
-            .map(crate::timeseries::backend_from_pb)
+            .map(crate::telemetry::backend_from_pb)
             .collect();
         self.sched
             .telemetry

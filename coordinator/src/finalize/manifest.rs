@@ -19,8 +19,8 @@ use synthforge_core::manifest::Manifest;
 use synthforge_core::spec::JobSpec;
 use synthforge_core::storage;
 
+use crate::control::scheduler::Finalizer;
 use crate::model::{JobRecord, TaskRecord, TaskStats};
-use crate::scheduler::Finalizer;
 
 /// Dedups (when the pipeline has a `dedup` stage), writes `_manifest.json` and `README.md`
 /// for a job whose tasks have all ended.
@@ -55,8 +55,8 @@ pub async fn write_manifest(
     }
     let mut removed = stats.removed.clone();
     let mut replaced = Vec::new();
-    if let Some(dp) = crate::dedup::job_params(spec).map_err(|e| e.to_string())? {
-        let out = crate::dedup::run(&root, spec, &dp, files)
+    if let Some(dp) = crate::finalize::dedup::job_params(spec).map_err(|e| e.to_string())? {
+        let out = crate::finalize::dedup::run(&root, spec, &dp, files)
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(job = %job.id, exact = out.exact, near = out.near, rewritten = out.replaced.len(), "whole-job dedup done");
@@ -77,7 +77,7 @@ pub async fn write_manifest(
             tracing::warn!(job = %job.id, file = %path, error = %e, "could not delete a file replaced by dedup");
         }
     }
-    crate::card::write(&root, job, spec, &m, &stats)
+    crate::finalize::card::write(&root, job, spec, &m, &stats)
         .await
         .map_err(|e| e.to_string())?;
     Ok(m)

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use synthforge_core::input::ObjectReader;
 use synthforge_core::manifest::Manifest;
-use synthforge_core::seed::ObjectReader;
 use synthforge_core::spec::JobSpec;
 use synthforge_core::storage::{Location, StorageError};
 

@@ -10,7 +10,7 @@ use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::seed::{BadRow, SeedError, SeedItem, SeedRow, TaskSlice};
+use crate::input::{BadRow, SeedError, SeedItem, SeedRow, TaskSlice};
 use crate::spec::{InputFormat, InputSpec};
 use crate::storage::{self, Location, StorageError};
 

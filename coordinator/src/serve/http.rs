@@ -13,11 +13,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::dashboard;
-use crate::grpc::Auth;
-use crate::metrics;
-use crate::scheduler::{JobView, Scheduler, WorkerInfo};
-use crate::timeseries::{EndpointView, RatePoint, SampleRow, WorkerBackends};
+use crate::control::scheduler::{JobView, Scheduler, WorkerInfo};
+use crate::serve::dashboard;
+use crate::serve::grpc::Auth;
+use crate::serve::metrics;
+use crate::telemetry::{EndpointView, RatePoint, SampleRow, WorkerBackends};
 
 #[derive(Clone)]
 pub struct HttpState {

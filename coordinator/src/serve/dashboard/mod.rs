@@ -6,8 +6,8 @@ pub mod samples;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::scheduler::Scheduler;
-use crate::timeseries::Point;
+use crate::control::scheduler::Scheduler;
+use crate::telemetry::Point;
 
 pub const INDEX_HTML: &str = include_str!("index.html");
 pub const APP_JS: &str = include_str!("app.js");

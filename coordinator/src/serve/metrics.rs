@@ -3,8 +3,8 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use crate::scheduler::Scheduler;
-use crate::timeseries::TASK_SECONDS_BUCKETS;
+use crate::control::scheduler::Scheduler;
+use crate::telemetry::TASK_SECONDS_BUCKETS;
 
 pub(crate) fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -134,7 +134,7 @@ pub async fn render(sched: &Scheduler) -> String {
 }
 
 /// Rates, lease expirations and task durations from the coordinator's telemetry.
-fn render_live(out: &mut String, sched: &Scheduler, jobs: &[crate::scheduler::JobView]) {
+fn render_live(out: &mut String, sched: &Scheduler, jobs: &[crate::control::scheduler::JobView]) {
     let t = &sched.telemetry;
     family(
         out,
@@ -196,12 +196,12 @@ fn render_live(out: &mut String, sched: &Scheduler, jobs: &[crate::scheduler::Jo
 }
 
 /// Reads one gauge value off an endpoint.
-type EndpointGauge = fn(&crate::timeseries::EndpointView) -> f64;
+type EndpointGauge = fn(&crate::telemetry::EndpointView) -> f64;
 
 /// Backend endpoints as the workers report them, summed over workers.
 fn render_backends(out: &mut String, sched: &Scheduler) {
     let eps = sched.telemetry.endpoints();
-    let labels = |e: &crate::timeseries::EndpointView| {
+    let labels = |e: &crate::telemetry::EndpointView| {
         format!(
             "job=\"{}\",backend=\"{}\",endpoint=\"{}\"",
             esc(&e.job_id),

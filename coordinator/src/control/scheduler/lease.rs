@@ -4,8 +4,8 @@
 use synthforge_core::now_ms;
 
 use super::{Lease, SchedError, Scheduler};
+use crate::control::store::StoreError;
 use crate::model::{JobState, TaskState};
-use crate::store::StoreError;
 
 impl Scheduler {
     /// Hands the oldest running job's next pending task to `worker`.

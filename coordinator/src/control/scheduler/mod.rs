@@ -13,9 +13,9 @@ use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::JobSpec;
 use tokio::sync::Mutex;
 
+use crate::control::planner;
+use crate::control::store::{StoreError, TaskStore};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
-use crate::planner;
-use crate::store::{StoreError, TaskStore};
 
 mod finish;
 mod lease;
@@ -57,7 +57,7 @@ pub struct Scheduler {
     pub heartbeat_interval_ms: u64,
     changed: tokio::sync::Notify,
     /// Live throughput, backend snapshots and samples for the dashboard and `/metrics`.
-    pub telemetry: crate::timeseries::Telemetry,
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Stable, idempotent job id: same name and spec → same id, so re-submitting resumes.

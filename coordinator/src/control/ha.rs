@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use etcd_client::Client;
 
-use crate::scheduler::Scheduler;
-use crate::store::etcd::EtcdStore;
+use crate::control::scheduler::Scheduler;
+use crate::control::store::etcd::EtcdStore;
 
 /// Stop leading this long before the lease could expire in etcd: a quarter of the TTL, at
 /// least 0.5 s and at most 1.5 s (keep-alives go out every TTL/3, so a healthy leader never
@@ -151,7 +151,7 @@ enum HaError {
     #[error("election answered without a leader key")]
     NoLeaderKey,
     #[error("recovering scheduler state: {0}")]
-    Recover(#[from] crate::scheduler::SchedError),
+    Recover(#[from] crate::control::scheduler::SchedError),
 }
 
 /// A client for the election: no request timeout (a campaign blocks until this replica is

@@ -1,7 +1,7 @@
 //! One behaviour suite every [`TaskStore`] must pass (embedded here; etcd in its own tests).
 //! Public so other crates' tests (a real etcd server) can run it too.
 
-use synthforge_core::seed::TaskSlice;
+use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
 

@@ -8,7 +8,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
-use synthforge_core::seed::{parquet_row_groups, SeedError, TaskSlice};
+use synthforge_core::input::{parquet_row_groups, SeedError, TaskSlice};
 use synthforge_core::spec::{InputFormat, JobSpec};
 use synthforge_core::storage::{self, Location, StorageError};
 
@@ -69,7 +69,7 @@ pub async fn plan(job: &JobSpec) -> Result<Plan, PlanError> {
             }
         }
         InputFormat::Taxonomy => {
-            let (t, rows) = synthforge_core::taxonomy::plan_tasks(&job.input).await?;
+            let (t, rows) = synthforge_core::input::taxonomy::plan_tasks(&job.input).await?;
             tasks = t;
             global = rows;
         }
@@ -263,7 +263,7 @@ mod tests {
         let mut seen = 0;
         for t in &tasks {
             let bytes = &body.as_bytes()[t.byte_start as usize..t.byte_end as usize];
-            let n = synthforge_core::seed::split_lines(bytes).count() as u64;
+            let n = synthforge_core::input::split_lines(bytes).count() as u64;
             assert_eq!(n, t.row_count);
             seen += n;
         }

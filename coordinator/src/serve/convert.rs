@@ -1,12 +1,12 @@
 //! Conversions between wire (proto) types and core/scheduler types.
 
-use synthforge_core::seed::TaskSlice;
+use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
 use synthforge_proto as pb;
 
+use crate::control::scheduler::JobView;
 use crate::model::TaskStats;
-use crate::scheduler::JobView;
 
 pub fn slice_to_pb(s: &TaskSlice) -> pb::TaskInput {
     pb::TaskInput {

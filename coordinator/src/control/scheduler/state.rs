@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use synthforge_core::seed::TaskSlice;
+use synthforge_core::input::TaskSlice;
 use synthforge_core::spec::JobSpec;
 
 use crate::model::{JobRecord, TaskRecord, TaskState, TaskStats};

@@ -1,11 +1,11 @@
 //! Reading a few generated rows back from a committed output file, for people to eyeball
 //! quality on the dashboard.
 
-use synthforge_core::seed::{self, SeedItem, TaskSlice};
+use synthforge_core::input::{self, SeedItem, TaskSlice};
 use synthforge_core::spec::{InputFormat, InputSpec};
 use synthforge_core::storage;
 
-use crate::timeseries::{SampleRow, SampleSource};
+use crate::telemetry::{SampleRow, SampleSource};
 
 /// Longest text kept per sample field; the page is for a glance, not for reading whole rows.
 const CLIP_CHARS: usize = 2_000;
@@ -38,7 +38,7 @@ pub async fn read(output: &str, src: &SampleSource, n: u64) -> Result<Vec<Sample
         row_groups: vec![0],
         global_row_start: 0,
     };
-    let items = seed::read_task_rows(&input, &slice)
+    let items = input::read_task_rows(&input, &slice)
         .await
         .map_err(|e| e.to_string())?;
     let text = |c: &serde_json::Map<String, serde_json::Value>, k: &str| match c.get(k) {

@@ -21,6 +21,8 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use serde_json::{Map, Value};
 
 use crate::spec::{InputFormat, InputSpec};
+pub mod taxonomy;
+
 use crate::storage::{self, Location, StorageError};
 
 /// Where a task's rows live. Mirrors the wire `TaskInput` so core does not depend on proto.
@@ -93,7 +95,7 @@ pub async fn read_task_rows(
     match slice.format {
         InputFormat::Parquet => read_parquet(input, slice, &loc).await,
         InputFormat::Jsonl | InputFormat::Text => read_lines(input, slice, &loc).await,
-        InputFormat::Taxonomy => crate::taxonomy::read_rows(slice).await,
+        InputFormat::Taxonomy => crate::input::taxonomy::read_rows(slice).await,
     }
 }
 
