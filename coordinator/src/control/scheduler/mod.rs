@@ -566,3 +566,6 @@ impl Scheduler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
