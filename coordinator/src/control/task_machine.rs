@@ -96,8 +96,8 @@ pub enum RefusalReason {
     StaleAttempt { asked: u32 },
     /// The attempt matches, but the task is not in a state the event applies to.
     WrongState,
-    /// This attempt's completion, with these files, was accepted already: a retried call whose
-    /// first reply was lost. Stores refuse to write it twice; the scheduler answers it as success.
+    /// This attempt's completion was accepted already: a retried call whose first reply was
+    /// lost. Stores refuse to write it twice; the scheduler answers it as success.
     AlreadyCompleted,
     /// An expiry before the lease's deadline (or of a task that holds no lease).
     NotExpired { now_ms: u64, deadline_ms: u64 },
@@ -219,8 +219,12 @@ fn check(t: &TaskRecord, event: &TaskEvent<'_>) -> Result<(), RefusalReason> {
         TaskEvent::Renew { attempt, .. } | TaskEvent::Fail { attempt, .. } => {
             expect_leased(t, attempt)
         }
-        TaskEvent::Complete { attempt, files, .. } => {
-            if t.state == TaskState::Done && t.attempt == attempt && t.files == files {
+        TaskEvent::Complete { attempt, .. } => {
+            // Recognised by attempt alone, as the scheduler always did: the files of one attempt
+            // share their names (`part-{task}-{attempt}`), so answering a differing repeat with
+            // "fenced off" would make its worker delete the committed files. The stored record
+            // keeps the files of the accepted completion either way.
+            if t.state == TaskState::Done && t.attempt == attempt {
                 return Err(RefusalReason::AlreadyCompleted);
             }
             expect_leased(t, attempt)

@@ -2,7 +2,10 @@
 //! requeues expired leases, and finalizes jobs.
 //!
 //! In-memory state is a cache of the store: every change goes to the store first (which checks
-//! the expected state), then to memory. A coordinator that starts — or takes over as leader —
+//! the expected state), then to memory. Both apply the same rules, those of
+//! [`crate::control::task_machine`]: the scheduler computes a transition on its view, the store
+//! applies the same event to what it holds, and memory takes the new record once the store has
+//! accepted it (expired leases: memory takes the records the store changed). A coordinator that starts — or takes over as leader —
 //! rebuilds memory from the store and gives every outstanding lease a fresh deadline.
 
 use std::collections::HashMap;

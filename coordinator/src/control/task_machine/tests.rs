@@ -255,7 +255,7 @@ fn every_state_and_event() {
         ("fresh pending", [To(Leased, 1), Stale,      WrongState,     WrongState, WrongState,     Stale,      WrongState,   WrongState, Stale,      WrongState,       WrongState,      Stale,      NotExpired,      NotExpired,      NotExpired]),
         ("pending",       [To(Leased, 3), Stale,      WrongState,     WrongState, WrongState,     Stale,      WrongState,   WrongState, Stale,      WrongState,       WrongState,      Stale,      NotExpired,      NotExpired,      NotExpired]),
         ("leased",        [WrongState,    Stale,      To(Pending, 1), WrongState, To(Leased, 2),  Stale,      To(Done, 2),  To(Done, 2), Stale,     To(Pending, 2),   To(Failed, 2),   Stale,      To(Pending, 2),  To(Failed, 2),   NotExpired]),
-        ("done",          [WrongState,    Stale,      WrongState,     WrongState, WrongState,     Stale,      Repeat,       WrongState, Stale,      WrongState,       WrongState,      Stale,      NotExpired,      NotExpired,      NotExpired]),
+        ("done",          [WrongState,    Stale,      WrongState,     WrongState, WrongState,     Stale,      Repeat,       Repeat,     Stale,      WrongState,       WrongState,      Stale,      NotExpired,      NotExpired,      NotExpired]),
         ("failed",        [WrongState,    Stale,      WrongState,     WrongState, WrongState,     Stale,      WrongState,   WrongState, Stale,      WrongState,       WrongState,      Stale,      NotExpired,      NotExpired,      NotExpired]),
     ];
     assert_eq!(table.len(), starts.len());
