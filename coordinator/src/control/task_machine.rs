@@ -171,6 +171,9 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// Attempts per task when a store is not told the job's own limit (the job spec's default).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
 /// Whether a task that used `attempt` attempts may get another one.
 pub fn retry_allowed(attempt: u32, max_attempts: u32) -> bool {
     attempt < max_attempts

@@ -277,7 +277,10 @@ impl TaskStore for EmbeddedStore {
             for (job_id, tasks) in s.tasks.iter_mut() {
                 let event = TaskEvent::Expire {
                     now_ms,
-                    max_attempts: max_attempts.get(job_id).copied().unwrap_or(3),
+                    max_attempts: max_attempts
+                        .get(job_id)
+                        .copied()
+                        .unwrap_or(task_machine::DEFAULT_MAX_ATTEMPTS),
                 };
                 // The cheap test first: most of a million tasks hold no lease.
                 for t in tasks

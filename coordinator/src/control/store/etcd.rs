@@ -413,15 +413,17 @@ impl TaskStore for EtcdStore {
             .lock()
             .expect("held lock")
             .values()
+            .filter(|h| task_machine::lease_expired(&h.rec, now_ms))
             .filter_map(|h| {
                 let event = TaskEvent::Expire {
                     now_ms,
-                    max_attempts: max_attempts.get(&h.rec.job_id).copied().unwrap_or(3),
+                    max_attempts: max_attempts
+                        .get(&h.rec.job_id)
+                        .copied()
+                        .unwrap_or(task_machine::DEFAULT_MAX_ATTEMPTS),
                 };
-                task_machine::lease_expired(&h.rec, now_ms)
-                    .then(|| task_machine::transition(&h.rec, &event).ok())
-                    .flatten()
-                    .map(|next| (h.rev, next))
+                let next = task_machine::transition(&h.rec, &event).ok()?;
+                Some((h.rev, next))
             })
             .collect();
         let mut changed = Vec::new();

@@ -91,7 +91,9 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Returns every leased task whose deadline is before `now_ms` to pending (or failed once
-    /// the job's entry in `max_attempts` is reached, default 3); returns the tasks it changed.
+    /// the job's entry in `max_attempts` is reached, default
+    /// [`DEFAULT_MAX_ATTEMPTS`](crate::control::task_machine::DEFAULT_MAX_ATTEMPTS)); returns the
+    /// tasks it changed.
     async fn requeue_expired(
         &self,
         now_ms: u64,
