@@ -51,6 +51,8 @@ pub struct JobRecord {
     pub error: String,
 }
 
+/// Where a task is in its life; the rules that move it are in
+/// [`crate::control::task_machine`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
@@ -58,6 +60,25 @@ pub enum TaskState {
     Leased,
     Done,
     Failed,
+}
+
+impl TaskState {
+    /// Every state, for tables over all of them.
+    pub const ALL: [TaskState; 4] = [
+        TaskState::Pending,
+        TaskState::Leased,
+        TaskState::Done,
+        TaskState::Failed,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Leased => "leased",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+        }
+    }
 }
 
 /// Counters a task reports on completion; the job's totals are their sum.

@@ -5,3 +5,4 @@ pub mod ha;
 pub mod planner;
 pub mod scheduler;
 pub mod store;
+pub mod task_machine;

@@ -5,7 +5,8 @@ use synthforge_core::now_ms;
 
 use super::{Lease, SchedError, Scheduler};
 use crate::control::store::StoreError;
-use crate::model::{JobState, TaskState};
+use crate::control::task_machine::{self, TaskEvent};
+use crate::model::JobState;
 
 impl Scheduler {
     /// Hands the oldest running job's next pending task to `worker`.
@@ -62,15 +63,18 @@ impl Scheduler {
             while let Some(task_id) = entry.pending.pop_front() {
                 let lease_ms = (entry.spec.scheduling.lease_s * 1000.0) as u64;
                 let t = &mut entry.tasks[task_id as usize];
-                if t.state != TaskState::Pending {
-                    continue;
-                }
                 let attempt = t.attempt + 1;
                 let deadline = now + lease_ms;
-                t.state = TaskState::Leased;
-                t.attempt = attempt;
-                t.worker = worker.to_string();
-                t.deadline_ms = deadline;
+                let claim = TaskEvent::Claim {
+                    attempt,
+                    worker,
+                    deadline_ms: deadline,
+                };
+                // A queue entry the task has moved past (done, failed, already leased): skip it.
+                let Ok(next) = task_machine::transition(t, &claim) else {
+                    continue;
+                };
+                *t = next;
                 let lease = Lease {
                     job_id: t.job_id.clone(),
                     task_id,
@@ -100,12 +104,14 @@ impl Scheduler {
     async fn unreserve(&self, worker: &str, key: &(u64, String), lease: &Lease, requeue: bool) {
         let mut inner = self.inner.lock().await;
         if let Some(entry) = inner.jobs.get_mut(key) {
+            let unclaim = TaskEvent::Unclaim {
+                attempt: lease.attempt,
+                worker,
+            };
             if let Some(t) = entry.tasks.get_mut(lease.task_id as usize) {
-                if t.state == TaskState::Leased && t.attempt == lease.attempt && t.worker == worker
-                {
-                    t.state = TaskState::Pending;
-                    t.attempt -= 1;
-                    t.worker.clear();
+                // Refused when the task moved on meanwhile (e.g. its reservation expired).
+                if let Ok(next) = task_machine::transition(t, &unclaim) {
+                    *t = next;
                     entry.progress.remove(&lease.task_id);
                     if requeue {
                         entry.pending.push_front(lease.task_id);

@@ -2,7 +2,10 @@
 //! requeues expired leases, and finalizes jobs.
 //!
 //! In-memory state is a cache of the store: every change goes to the store first (which checks
-//! the expected state), then to memory. A coordinator that starts — or takes over as leader —
+//! the expected state), then to memory. Both apply the same rules, those of
+//! [`crate::control::task_machine`]: the scheduler computes a transition on its view, the store
+//! applies the same event to what it holds, and memory takes the new record once the store has
+//! accepted it (expired leases: memory takes the records the store changed). A coordinator that starts — or takes over as leader —
 //! rebuilds memory from the store and gives every outstanding lease a fresh deadline.
 
 use std::collections::HashMap;
@@ -15,6 +18,7 @@ use tokio::sync::Mutex;
 
 use crate::control::planner;
 use crate::control::store::{StoreError, TaskStore};
+use crate::control::task_machine::{self, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
 mod finish;
@@ -120,7 +124,13 @@ impl Scheduler {
                     .await
                     .is_ok()
                 {
-                    t.deadline_ms = deadline;
+                    let renew = TaskEvent::Renew {
+                        attempt: t.attempt,
+                        deadline_ms: deadline,
+                    };
+                    if let Ok(next) = task_machine::transition(t, &renew) {
+                        *t = next;
+                    }
                 }
             }
             let mut stats = TaskStats::default();
@@ -277,17 +287,20 @@ impl Scheduler {
         let Some(t) = entry.tasks.get(task_id as usize) else {
             return Ok(None);
         };
-        if t.state != TaskState::Leased || t.attempt != attempt {
-            return Ok(None);
-        }
         let deadline = now + lease_ms;
+        let renew = TaskEvent::Renew {
+            attempt,
+            deadline_ms: deadline,
+        };
+        let Ok(next) = task_machine::transition(t, &renew) else {
+            return Ok(None);
+        };
         match self.store.renew(job_id, task_id, attempt, deadline).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) | Err(StoreError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        let t = &mut entry.tasks[task_id as usize];
-        t.deadline_ms = deadline;
+        entry.tasks[task_id as usize] = next;
         entry.progress.insert(task_id, rows_done);
         Ok(Some(deadline))
     }
@@ -332,19 +345,22 @@ impl Scheduler {
         let Some(t) = entry.tasks.get(task_id as usize) else {
             return Ok(Err(format!("no task {task_id}")));
         };
-        if t.state == TaskState::Done && t.attempt == attempt {
+        let event = TaskEvent::Complete {
+            attempt,
+            files: &files,
+            stats: &stats,
+        };
+        let next = match task_machine::transition(t, &event) {
+            Ok(next) => next,
             // Idempotent: a retried completion whose first call was accepted (its reply lost)
             // must not be told "fenced off", or the worker would delete committed files.
-            return Ok(Ok(()));
-        }
-        if t.state != TaskState::Leased || t.attempt != attempt {
-            let why = format!(
-                "task {task_id} is {:?} at attempt {}; attempt {attempt} is fenced off",
-                t.state, t.attempt
-            );
-            tracing::warn!(job = job_id, task_id, attempt, worker, %why, "completion rejected");
-            return Ok(Err(why));
-        }
+            Err(refusal) if refusal.is_repeated_completion() => return Ok(Ok(())),
+            Err(refusal) => {
+                let why = refusal.to_string();
+                tracing::warn!(job = job_id, task_id, attempt, worker, %why, "completion rejected");
+                return Ok(Err(why));
+            }
+        };
         if entry.record.state != JobState::Running {
             return Ok(Err(format!("job is {}", entry.record.state.as_str())));
         }
@@ -366,14 +382,12 @@ impl Scheduler {
         };
         entry.stats.add(&stats);
         entry.progress.remove(&task_id);
+        // The store accepted the transition computed from this view; memory takes it too.
         let t = &mut entry.tasks[task_id as usize];
         if !matches!(t.state, TaskState::Done | TaskState::Failed) {
             entry.ended += 1;
         }
-        t.state = TaskState::Done;
-        t.attempt = attempt;
-        t.files = files;
-        t.stats = stats.clone();
+        *t = next;
         let done = entry.all_ended() && entry.record.state == JobState::Running;
         if let Some(w) = inner.workers.get_mut(worker) {
             w.current_task.clear();
@@ -415,10 +429,16 @@ impl Scheduler {
         let Some(t) = entry.tasks.get(task_id as usize) else {
             return Ok(());
         };
-        if t.state != TaskState::Leased || t.attempt != attempt {
+        let retry = !permanent
+            && task_machine::retry_allowed(t.attempt, entry.spec.scheduling.max_attempts);
+        let event = TaskEvent::Fail {
+            attempt,
+            error,
+            retry,
+        };
+        let Ok(next) = task_machine::transition(t, &event) else {
             return Ok(());
-        }
-        let retry = !permanent && t.attempt < entry.spec.scheduling.max_attempts;
+        };
         match self
             .store
             .fail(job_id, task_id, attempt, error, retry)
@@ -429,14 +449,10 @@ impl Scheduler {
             Err(e) => return Err(e.into()),
         }
         entry.progress.remove(&task_id);
-        let t = &mut entry.tasks[task_id as usize];
-        t.last_error = error.to_string();
-        t.worker.clear();
+        entry.tasks[task_id as usize] = next;
         if retry {
-            t.state = TaskState::Pending;
             entry.pending.push_back(task_id);
         } else {
-            t.state = TaskState::Failed;
             entry.ended += 1;
         }
         let done = entry.all_ended();
@@ -553,3 +569,6 @@ impl Scheduler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@ use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
 
 use super::{StoreError, TaskStore};
+use crate::control::task_machine::{self, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
 fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
@@ -57,6 +58,7 @@ pub async fn run_all(store: &dyn TaskStore) {
     complete_only_current_attempt(store, &format!("{prefix}-c")).await;
     fail_and_retry(store, &format!("{prefix}-d")).await;
     expiry_requeues_then_fails(store, &format!("{prefix}-e")).await;
+    transitions_follow_the_machine(store, &format!("{prefix}-f")).await;
 }
 
 async fn create_and_load(store: &dyn TaskStore, id: &str) {
@@ -172,4 +174,241 @@ async fn expiry_requeues_then_fails(store: &dyn TaskStore, id: &str) {
     let t = changed.iter().find(|t| t.job_id == id).expect("failed");
     assert_eq!(t.state, TaskState::Failed);
     assert!(t.last_error.contains("expired"), "{}", t.last_error);
+}
+
+/// The deadline every lease of [`transitions_follow_the_machine`] is claimed with.
+const LEASE_UNTIL: u64 = 1_000;
+
+/// Drives a fresh one-task job `id` through the store into `state` (at attempt 1 unless it is
+/// a never-leased pending task) and returns the stored record.
+async fn drive_to(store: &dyn TaskStore, id: &str, state: TaskState, fresh: bool) -> TaskRecord {
+    let (j, ts) = job(id, 1);
+    store.create_job(&j, &ts).await.unwrap();
+    if !(state == TaskState::Pending && fresh) {
+        store.claim(id, 0, 1, "w1", LEASE_UNTIL).await.unwrap();
+        match state {
+            TaskState::Leased => {}
+            TaskState::Pending => store.fail(id, 0, 1, "transient", true).await.unwrap(),
+            TaskState::Failed => store.fail(id, 0, 1, "permanent", false).await.unwrap(),
+            TaskState::Done => {
+                let f = files_of(1);
+                store.complete(id, 0, 1, &f, &stats_of()).await.unwrap();
+            }
+        }
+    }
+    let snap = store.load_all().await.unwrap();
+    task(&snap, id, 0).clone()
+}
+
+fn files_of(attempt: u32) -> Vec<WrittenFile> {
+    vec![WrittenFile {
+        path: format!("data/part-000000-{attempt}.parquet"),
+        rows: 10,
+        bytes: 1,
+        kind: "data".into(),
+    }]
+}
+
+fn stats_of() -> TaskStats {
+    TaskStats {
+        rows_in: 10,
+        rows_out: 10,
+        ..Default::default()
+    }
+}
+
+/// Sends `event` for task 0 of job `id` through the store's own operation; `Ok(false)` when an
+/// expiry changed nothing.
+async fn send(store: &dyn TaskStore, id: &str, event: &TaskEvent<'_>) -> Result<bool, StoreError> {
+    match *event {
+        TaskEvent::Claim {
+            attempt,
+            worker,
+            deadline_ms,
+        } => store.claim(id, 0, attempt, worker, deadline_ms).await,
+        TaskEvent::Renew {
+            attempt,
+            deadline_ms,
+        } => store.renew(id, 0, attempt, deadline_ms).await,
+        TaskEvent::Complete {
+            attempt,
+            files,
+            stats,
+        } => store.complete(id, 0, attempt, files, stats).await,
+        TaskEvent::Fail {
+            attempt,
+            error,
+            retry,
+        } => store.fail(id, 0, attempt, error, retry).await,
+        TaskEvent::Expire {
+            now_ms,
+            max_attempts,
+        } => {
+            let max = [(id.to_string(), max_attempts)].into();
+            let changed = store.requeue_expired(now_ms, &max).await?;
+            return Ok(changed.iter().any(|t| t.job_id == id));
+        }
+        TaskEvent::Unclaim { .. } => unreachable!("the scheduler's memory only"),
+    }
+    .map(|()| true)
+}
+
+/// Every state a store can hold × every event it takes: the store accepts exactly what the
+/// task machine accepts, stores the record the machine computes, and leaves a refused task
+/// as it was.
+async fn transitions_follow_the_machine(store: &dyn TaskStore, prefix: &str) {
+    let done_files = files_of(1);
+    let other_files = files_of(9);
+    let stats = stats_of();
+    let starts = [
+        ("fresh pending", TaskState::Pending, true),
+        ("pending", TaskState::Pending, false),
+        ("leased", TaskState::Leased, false),
+        ("done", TaskState::Done, false),
+        ("failed", TaskState::Failed, false),
+    ];
+    for (n, (label, state, fresh)) in starts.into_iter().enumerate() {
+        // Events for a task stored at attempt `a` (built per start: they name its attempt).
+        let events = |a: u32| {
+            vec![
+                (
+                    "claim next",
+                    TaskEvent::Claim {
+                        attempt: a + 1,
+                        worker: "w2",
+                        deadline_ms: 5_000,
+                    },
+                ),
+                (
+                    "claim current",
+                    TaskEvent::Claim {
+                        attempt: a,
+                        worker: "w2",
+                        deadline_ms: 5_000,
+                    },
+                ),
+                (
+                    "renew",
+                    TaskEvent::Renew {
+                        attempt: a,
+                        deadline_ms: 5_000,
+                    },
+                ),
+                (
+                    "renew other attempt",
+                    TaskEvent::Renew {
+                        attempt: a + 1,
+                        deadline_ms: 5_000,
+                    },
+                ),
+                (
+                    "complete",
+                    TaskEvent::Complete {
+                        attempt: a,
+                        files: &done_files,
+                        stats: &stats,
+                    },
+                ),
+                (
+                    "complete other files",
+                    TaskEvent::Complete {
+                        attempt: a,
+                        files: &other_files,
+                        stats: &stats,
+                    },
+                ),
+                (
+                    "complete other attempt",
+                    TaskEvent::Complete {
+                        attempt: a + 1,
+                        files: &done_files,
+                        stats: &stats,
+                    },
+                ),
+                (
+                    "fail retry",
+                    TaskEvent::Fail {
+                        attempt: a,
+                        error: "e",
+                        retry: true,
+                    },
+                ),
+                (
+                    "fail final",
+                    TaskEvent::Fail {
+                        attempt: a,
+                        error: "e",
+                        retry: false,
+                    },
+                ),
+                (
+                    "fail other attempt",
+                    TaskEvent::Fail {
+                        attempt: a + 1,
+                        error: "e",
+                        retry: true,
+                    },
+                ),
+                (
+                    "expire",
+                    TaskEvent::Expire {
+                        now_ms: LEASE_UNTIL + 1,
+                        max_attempts: 3,
+                    },
+                ),
+                (
+                    "expire at max attempts",
+                    TaskEvent::Expire {
+                        now_ms: LEASE_UNTIL + 1,
+                        max_attempts: 1,
+                    },
+                ),
+                (
+                    "expire before deadline",
+                    TaskEvent::Expire {
+                        now_ms: LEASE_UNTIL - 1,
+                        max_attempts: 3,
+                    },
+                ),
+            ]
+        };
+        let count = events(0).len();
+        for e in 0..count {
+            let id = format!("{prefix}-{n}-{e}");
+            let start = drive_to(store, &id, state, fresh).await;
+            assert_eq!(start.state, state, "{label}: driven to the wrong state");
+            let (event_label, event) = events(start.attempt).swap_remove(e);
+            let want = task_machine::transition(&start, &event);
+            let sent = send(store, &id, &event).await;
+            let snap = store.load_all().await.unwrap();
+            let mut stored = task(&snap, &id, 0).clone();
+            let case = format!("{label} × {event_label}");
+            match want {
+                Ok(mut next) => {
+                    assert!(matches!(sent, Ok(true)), "{case}: store refused: {sent:?}");
+                    if matches!(event, TaskEvent::Renew { .. }) {
+                        // Renewals may live in the store's memory only (etcd): not durable.
+                        next.deadline_ms = 0;
+                        stored.deadline_ms = 0;
+                    }
+                    assert_eq!(
+                        stored, next,
+                        "{case}: stored record differs from the machine's"
+                    );
+                }
+                Err(refusal) => {
+                    match event {
+                        TaskEvent::Expire { .. } => {
+                            assert!(matches!(sent, Ok(false)), "{case}: {sent:?}")
+                        }
+                        _ => assert!(
+                            matches!(sent, Err(StoreError::Conflict(_))),
+                            "{case}: the machine refuses ({refusal}), the store said {sent:?}"
+                        ),
+                    }
+                    assert_eq!(stored, start, "{case}: a refused event changed the task");
+                }
+            }
+        }
+    }
 }

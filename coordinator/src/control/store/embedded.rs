@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use synthforge_core::sink::WrittenFile;
 
 use super::{Snapshot, StoreError, TaskStore};
-use crate::model::{JobRecord, TaskRecord, TaskState, TaskStats};
+use crate::control::task_machine::{self, TaskEvent};
+use crate::model::{JobRecord, TaskRecord, TaskStats};
 
 #[derive(Serialize, Deserialize)]
 enum LogEntry {
@@ -147,14 +148,16 @@ fn task_mut<'a>(
         .ok_or_else(|| StoreError::NotFound(format!("task {job_id}/{task_id}")))
 }
 
-fn expect_leased(t: &TaskRecord, attempt: u32) -> Result<(), StoreError> {
-    if t.state != TaskState::Leased || t.attempt != attempt {
-        return Err(StoreError::Conflict(format!(
-            "task {}/{} is {:?} at attempt {}, not leased at attempt {attempt}",
-            t.job_id, t.task_id, t.state, t.attempt
-        )));
-    }
-    Ok(())
+/// Applies `event` to a stored task under the store's lock; returns the new record.
+fn transition_task(
+    state: &mut State,
+    job_id: &str,
+    task_id: u64,
+    event: &TaskEvent<'_>,
+) -> Result<TaskRecord, StoreError> {
+    let t = task_mut(state, job_id, task_id)?;
+    *t = task_machine::transition(t, event)?;
+    Ok(t.clone())
 }
 
 #[async_trait]
@@ -197,19 +200,14 @@ impl TaskStore for EmbeddedStore {
         worker: &str,
         deadline_ms: u64,
     ) -> Result<(), StoreError> {
+        let event = TaskEvent::Claim {
+            attempt,
+            worker,
+            deadline_ms,
+        };
         self.with(|s| {
-            let t = task_mut(s, job_id, task_id)?;
-            if t.state != TaskState::Pending || t.attempt + 1 != attempt {
-                return Err(StoreError::Conflict(format!(
-                    "task {job_id}/{task_id} is {:?} at attempt {}, cannot claim attempt {attempt}",
-                    t.state, t.attempt
-                )));
-            }
-            t.state = TaskState::Leased;
-            t.attempt = attempt;
-            t.worker = worker.to_string();
-            t.deadline_ms = deadline_ms;
-            Ok(((), Some(LogEntry::Tasks(vec![t.clone()]))))
+            let t = transition_task(s, job_id, task_id, &event)?;
+            Ok(((), Some(LogEntry::Tasks(vec![t]))))
         })
     }
 
@@ -221,10 +219,12 @@ impl TaskStore for EmbeddedStore {
         deadline_ms: u64,
     ) -> Result<(), StoreError> {
         // Deadlines are not logged: after a restart every lease gets a fresh deadline anyway.
+        let event = TaskEvent::Renew {
+            attempt,
+            deadline_ms,
+        };
         self.with(|s| {
-            let t = task_mut(s, job_id, task_id)?;
-            expect_leased(t, attempt)?;
-            t.deadline_ms = deadline_ms;
+            transition_task(s, job_id, task_id, &event)?;
             Ok(((), None))
         })
     }
@@ -237,14 +237,14 @@ impl TaskStore for EmbeddedStore {
         files: &[WrittenFile],
         stats: &TaskStats,
     ) -> Result<(), StoreError> {
+        let event = TaskEvent::Complete {
+            attempt,
+            files,
+            stats,
+        };
         self.with(|s| {
-            let t = task_mut(s, job_id, task_id)?;
-            expect_leased(t, attempt)?;
-            t.state = TaskState::Done;
-            t.files = files.to_vec();
-            t.stats = stats.clone();
-            t.last_error.clear();
-            Ok(((), Some(LogEntry::Tasks(vec![t.clone()]))))
+            let t = transition_task(s, job_id, task_id, &event)?;
+            Ok(((), Some(LogEntry::Tasks(vec![t]))))
         })
     }
 
@@ -256,17 +256,14 @@ impl TaskStore for EmbeddedStore {
         error: &str,
         retry: bool,
     ) -> Result<(), StoreError> {
+        let event = TaskEvent::Fail {
+            attempt,
+            error,
+            retry,
+        };
         self.with(|s| {
-            let t = task_mut(s, job_id, task_id)?;
-            expect_leased(t, attempt)?;
-            t.state = if retry {
-                TaskState::Pending
-            } else {
-                TaskState::Failed
-            };
-            t.last_error = error.to_string();
-            t.worker.clear();
-            Ok(((), Some(LogEntry::Tasks(vec![t.clone()]))))
+            let t = transition_task(s, job_id, task_id, &event)?;
+            Ok(((), Some(LogEntry::Tasks(vec![t]))))
         })
     }
 
@@ -278,19 +275,20 @@ impl TaskStore for EmbeddedStore {
         self.with(|s| {
             let mut changed = Vec::new();
             for (job_id, tasks) in s.tasks.iter_mut() {
-                let max = max_attempts.get(job_id).copied().unwrap_or(3);
-                for t in tasks.iter_mut() {
-                    if t.state == TaskState::Leased && t.deadline_ms < now_ms {
-                        t.last_error = format!(
-                            "lease of worker `{}` expired (attempt {})",
-                            t.worker, t.attempt
-                        );
-                        t.state = if t.attempt >= max {
-                            TaskState::Failed
-                        } else {
-                            TaskState::Pending
-                        };
-                        t.worker.clear();
+                let event = TaskEvent::Expire {
+                    now_ms,
+                    max_attempts: max_attempts
+                        .get(job_id)
+                        .copied()
+                        .unwrap_or(task_machine::DEFAULT_MAX_ATTEMPTS),
+                };
+                // The cheap test first: most of a million tasks hold no lease.
+                for t in tasks
+                    .iter_mut()
+                    .filter(|t| task_machine::lease_expired(t, now_ms))
+                {
+                    if let Ok(next) = task_machine::transition(t, &event) {
+                        *t = next;
                         changed.push(t.clone());
                     }
                 }

@@ -28,6 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 use synthforge_core::sink::WrittenFile;
 
 use super::{Snapshot, StoreError, TaskStore};
+use crate::control::task_machine::{self, TaskEvent};
 use crate::model::{JobRecord, TaskRecord, TaskState, TaskStats};
 
 /// Puts per transaction when creating tasks (etcd's default `--max-txn-ops` is 128).
@@ -255,16 +256,6 @@ impl EtcdStore {
     }
 }
 
-fn expect_leased(t: &TaskRecord, attempt: u32) -> Result<(), StoreError> {
-    if t.state != TaskState::Leased || t.attempt != attempt {
-        return Err(StoreError::Conflict(format!(
-            "task {}/{} is {:?} at attempt {}, not leased at attempt {attempt}",
-            t.job_id, t.task_id, t.state, t.attempt
-        )));
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl TaskStore for EtcdStore {
     async fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError> {
@@ -338,18 +329,14 @@ impl TaskStore for EtcdStore {
         deadline_ms: u64,
     ) -> Result<(), StoreError> {
         // Always read: pending tasks are not held, and a claim must see the stored attempt.
-        let Held { rev, mut rec } = self.read_task(job_id, task_id).await?;
-        if rec.state != TaskState::Pending || rec.attempt + 1 != attempt {
-            return Err(StoreError::Conflict(format!(
-                "task {job_id}/{task_id} is {:?} at attempt {}, cannot claim attempt {attempt}",
-                rec.state, rec.attempt
-            )));
-        }
-        rec.state = TaskState::Leased;
-        rec.attempt = attempt;
-        rec.worker = worker.to_string();
-        rec.deadline_ms = deadline_ms;
-        self.write_task(rev, rec).await
+        let Held { rev, rec } = self.read_task(job_id, task_id).await?;
+        let event = TaskEvent::Claim {
+            attempt,
+            worker,
+            deadline_ms,
+        };
+        self.write_task(rev, task_machine::transition(&rec, &event)?)
+            .await
     }
 
     async fn renew(
@@ -360,18 +347,21 @@ impl TaskStore for EtcdStore {
         deadline_ms: u64,
     ) -> Result<(), StoreError> {
         // In memory only (see the module docs): no etcd write per heartbeat.
+        let event = TaskEvent::Renew {
+            attempt,
+            deadline_ms,
+        };
         let id = (job_id.to_string(), task_id);
         if let Some(h) = self.held.lock().expect("held lock").get_mut(&id) {
-            expect_leased(&h.rec, attempt)?;
-            h.rec.deadline_ms = deadline_ms;
+            h.rec = task_machine::transition(&h.rec, &event)?;
             return Ok(());
         }
         let stored = self.read_task(job_id, task_id).await?;
-        expect_leased(&stored.rec, attempt)?;
+        task_machine::transition(&stored.rec, &event)?;
         let mut held = self.held.lock().expect("held lock");
+        // Held meanwhile by a concurrent change: apply the rules to that, the newer view.
         let h = held.entry(id).or_insert(stored);
-        expect_leased(&h.rec, attempt)?;
-        h.rec.deadline_ms = deadline_ms;
+        h.rec = task_machine::transition(&h.rec, &event)?;
         Ok(())
     }
 
@@ -383,13 +373,14 @@ impl TaskStore for EtcdStore {
         files: &[WrittenFile],
         stats: &TaskStats,
     ) -> Result<(), StoreError> {
-        let Held { rev, mut rec } = self.current(job_id, task_id).await?;
-        expect_leased(&rec, attempt)?;
-        rec.state = TaskState::Done;
-        rec.files = files.to_vec();
-        rec.stats = stats.clone();
-        rec.last_error.clear();
-        self.write_task(rev, rec).await
+        let Held { rev, rec } = self.current(job_id, task_id).await?;
+        let event = TaskEvent::Complete {
+            attempt,
+            files,
+            stats,
+        };
+        self.write_task(rev, task_machine::transition(&rec, &event)?)
+            .await
     }
 
     async fn fail(
@@ -400,16 +391,14 @@ impl TaskStore for EtcdStore {
         error: &str,
         retry: bool,
     ) -> Result<(), StoreError> {
-        let Held { rev, mut rec } = self.current(job_id, task_id).await?;
-        expect_leased(&rec, attempt)?;
-        rec.state = if retry {
-            TaskState::Pending
-        } else {
-            TaskState::Failed
+        let Held { rev, rec } = self.current(job_id, task_id).await?;
+        let event = TaskEvent::Fail {
+            attempt,
+            error,
+            retry,
         };
-        rec.last_error = error.to_string();
-        rec.worker.clear();
-        self.write_task(rev, rec).await
+        self.write_task(rev, task_machine::transition(&rec, &event)?)
+            .await
     }
 
     async fn requeue_expired(
@@ -419,27 +408,26 @@ impl TaskStore for EtcdStore {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         // Deadlines live with the held leases (the leader holds every outstanding lease after
         // `load_all`), so this is a scan of memory plus one transaction per expired lease.
-        let expired: Vec<Held> = self
+        let expired: Vec<(i64, TaskRecord)> = self
             .held
             .lock()
             .expect("held lock")
             .values()
-            .filter(|h| h.rec.state == TaskState::Leased && h.rec.deadline_ms < now_ms)
-            .cloned()
+            .filter(|h| task_machine::lease_expired(&h.rec, now_ms))
+            .filter_map(|h| {
+                let event = TaskEvent::Expire {
+                    now_ms,
+                    max_attempts: max_attempts
+                        .get(&h.rec.job_id)
+                        .copied()
+                        .unwrap_or(task_machine::DEFAULT_MAX_ATTEMPTS),
+                };
+                let next = task_machine::transition(&h.rec, &event).ok()?;
+                Some((h.rev, next))
+            })
             .collect();
         let mut changed = Vec::new();
-        for Held { rev, mut rec } in expired {
-            let max = max_attempts.get(&rec.job_id).copied().unwrap_or(3);
-            rec.last_error = format!(
-                "lease of worker `{}` expired (attempt {})",
-                rec.worker, rec.attempt
-            );
-            rec.state = if rec.attempt >= max {
-                TaskState::Failed
-            } else {
-                TaskState::Pending
-            };
-            rec.worker.clear();
+        for (rev, rec) in expired {
             match self.write_task(rev, rec.clone()).await {
                 Ok(()) => changed.push(rec),
                 Err(StoreError::Conflict(msg)) => {

@@ -3,7 +3,8 @@
 //! Every state change is checked against the stored state (a claim must find the task pending
 //! at the expected attempt; a completion must match the current attempt), so two coordinators
 //! racing over one store — a deposed leader and its successor — cannot both win. The in-memory
-//! scheduler is rebuilt from [`TaskStore::load_all`] at start (crash-only design).
+//! scheduler is rebuilt from [`TaskStore::load_all`] at start (crash-only design). The checks are
+//! the rules of [`crate::control::task_machine`], applied to the stored record.
 
 pub mod conformance;
 pub mod embedded;
@@ -12,6 +13,7 @@ pub mod etcd;
 use async_trait::async_trait;
 use synthforge_core::sink::WrittenFile;
 
+use crate::control::task_machine::Refusal;
 use crate::model::{JobRecord, TaskRecord, TaskStats};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,14 @@ pub enum StoreError {
     NotFound(String),
     #[error("state store I/O: {0}")]
     Io(String),
+}
+
+/// A transition the task machine refuses is a conflict: the stored task is not what the caller
+/// expected.
+impl From<Refusal> for StoreError {
+    fn from(r: Refusal) -> Self {
+        StoreError::Conflict(r.to_string())
+    }
 }
 
 /// Everything the store holds, for rebuilding the scheduler.
@@ -81,7 +91,9 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Returns every leased task whose deadline is before `now_ms` to pending (or failed once
-    /// the job's entry in `max_attempts` is reached, default 3); returns the tasks it changed.
+    /// the job's entry in `max_attempts` is reached, default
+    /// [`DEFAULT_MAX_ATTEMPTS`](crate::control::task_machine::DEFAULT_MAX_ATTEMPTS)); returns the
+    /// tasks it changed.
     async fn requeue_expired(
         &self,
         now_ms: u64,
