@@ -60,6 +60,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         },
         store,
         manifest_finalizer(),
+        tokio_util::sync::CancellationToken::new(),
     )
     .await?;
     let url = format!("http://{}", coord.grpc_addr);
@@ -155,8 +156,8 @@ async fn watch_job(
         let done = view.stats.rows_in + view.rows_in_flight;
         let secs = started.elapsed().as_secs_f64().max(0.001);
         // Current rates over a short window (running tasks included), not since start.
-        synthforge_coordinator::serve::dashboard::sample_once(&coord.sched).await;
-        let rate = coord.sched.telemetry.job_rate(job_id);
+        synthforge_coordinator::serve::dashboard::sample_once(&coord.sched, &coord.telemetry).await;
+        let rate = coord.telemetry.job_rate(job_id);
         let (rows_s, tok_s) = if rate.t_ms > 0 {
             (rate.rows_per_s, rate.tokens_per_s)
         } else {
