@@ -70,6 +70,8 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
     let job_id = submitted.job_id;
+    // The job is followed in process; an open client connection would only delay the stop.
+    drop(client);
     let interrupt = CancellationToken::new();
     let interrupted = {
         let interrupt = interrupt.clone();
