@@ -285,3 +285,43 @@ async fn expiry_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::store::embedded::EmbeddedStore;
+
+    fn noop_finalizer() -> Finalizer {
+        Arc::new(|_, _, _| Box::pin(async { Ok(()) }))
+    }
+
+    #[tokio::test]
+    async fn ports_bound_at_zero_are_reported_and_released_on_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let stop = CancellationToken::new();
+        let config = CoordinatorConfig {
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: Some("127.0.0.1:0".parse().unwrap()),
+            token: None,
+            shutdown_when_idle: false,
+            tls: None,
+        };
+        let c = Coordinator::start(config, store, noop_finalizer(), stop.clone())
+            .await
+            .unwrap();
+        let (grpc, http) = (c.grpc_addr, c.http_addr.expect("HTTP is served"));
+        assert!(grpc.port() != 0 && http.port() != 0);
+        assert_eq!(c.grpc_url(), format!("http://{grpc}"));
+        // Ready on return: both ports accept connections.
+        tokio::net::TcpStream::connect(grpc).await.unwrap();
+        tokio::net::TcpStream::connect(http).await.unwrap();
+
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), c.stopped())
+            .await
+            .expect("stops within its grace");
+        assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
+        assert!(tokio::net::TcpStream::connect(http).await.is_err());
+    }
+}

@@ -47,13 +47,16 @@ pub async fn run(
         cfg.token.clone(),
         cfg.tls.clone(),
     )?);
-    let reg = client
-        .register(pb::RegisterRequest {
-            worker_id: cfg.id.clone(),
-            address: hostname(),
-            slots: cfg.parallel_tasks as u32,
-        })
-        .await?;
+    let register = client.register(pb::RegisterRequest {
+        worker_id: cfg.id.clone(),
+        address: hostname(),
+        slots: cfg.parallel_tasks as u32,
+    });
+    // Registering holds nothing, so a shutdown meanwhile (coordinator unreachable) ends at once.
+    let reg = tokio::select! {
+        reg = register => reg?,
+        () = shutdown.cancelled() => return Ok(WorkerSummary::default()),
+    };
     let runner = Arc::new(TaskRunner {
         worker_id: cfg.id.clone(),
         client: client.clone(),
@@ -90,7 +93,10 @@ pub async fn run(
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "lease failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => {}
+                }
                 continue;
             }
         };
@@ -161,4 +167,37 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .or_else(|_| std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_while_registering_ends_at_once() {
+        let stop = CancellationToken::new();
+        let cfg = WorkerConfig {
+            id: "w".into(),
+            // Nothing listens here: registration keeps retrying.
+            coordinators: vec!["http://127.0.0.1:9".into()],
+            token: None,
+            parallel_tasks: 1,
+            exit_when_idle: false,
+            grace: Duration::ZERO,
+            tls: None,
+        };
+        let worker = tokio::spawn(run(cfg, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !worker.is_finished(),
+            "registration should still be retrying"
+        );
+        stop.cancel();
+        let summary = tokio::time::timeout(Duration::from_secs(2), worker)
+            .await
+            .expect("the worker stops at once")
+            .expect("no panic")
+            .expect("a shutdown is not an error");
+        assert_eq!(summary.tasks_completed + summary.tasks_failed, 0);
+    }
 }
