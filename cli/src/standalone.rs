@@ -95,8 +95,10 @@ impl Standalone {
         Ok(Self::start(config, Arc::new(store), manifest_finalizer(), stop).await?)
     }
 
-    /// Starts the coordinator over `store` and the configured workers. Everything stops when
-    /// `stop` is cancelled (workers after their grace).
+    /// Starts the coordinator over `store` and the configured workers. Cancelling `stop` shuts
+    /// the workers down (no new leases, running tasks finish within the grace or are handed
+    /// back) while the coordinator keeps serving them; [`Standalone::shutdown`] then waits for
+    /// the workers and stops the coordinator.
     pub async fn start(
         config: StandaloneConfig,
         store: Arc<dyn TaskStore>,
@@ -113,7 +115,8 @@ impl Standalone {
             },
             store,
             finalizer,
-            stop.clone(),
+            // Its own token: it must outlive the workers' shutdown to take their hand-backs.
+            CancellationToken::new(),
         )
         .await?;
         let mut cluster = Standalone {

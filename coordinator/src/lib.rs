@@ -18,5 +18,5 @@ pub mod serve;
 pub mod server;
 pub mod telemetry;
 
-pub use entry::{run, ServiceConfig, StateConfig};
+pub use entry::{run, run_replica, ServiceConfig, StateConfig};
 pub use server::{Coordinator, CoordinatorConfig};

@@ -13,7 +13,7 @@ use crate::control::store::embedded::EmbeddedStore;
 use crate::control::store::StoreError;
 use crate::finalize::manifest::manifest_finalizer;
 use crate::server::{Coordinator, CoordinatorConfig, ServeError};
-pub use replica::{default_advertise, Replica, ReplicaConfig, ReplicaError};
+pub use replica::{default_advertise, run as run_replica, Replica, ReplicaConfig, ReplicaError};
 
 /// Where the coordinator keeps its state, which also decides how it runs.
 #[derive(Debug, Clone)]
