@@ -2,7 +2,7 @@
 //! heartbeat meanwhile, and commit (complete) — or clean up if the lease is lost.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use synthforge_core::spec::{InputFormat, JobSpec};
 use synthforge_core::stages::{self, Outcome, StageContext};
 use synthforge_core::storage;
 use synthforge_proto as pb;
+use tokio_util::sync::CancellationToken;
 
 use crate::client::CoordinatorClient;
 
@@ -49,10 +50,6 @@ impl BackendCache {
     }
 }
 
-/// How often a running task checks for a lost lease or a shutdown abort while it waits for
-/// rows (`StreamExt::next` is cancel-safe, so timing out a wait loses nothing).
-const FLAG_CHECK_EVERY: Duration = Duration::from_millis(200);
-
 /// How a task ended, from the worker's side.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TaskEnd {
@@ -85,18 +82,21 @@ pub struct TaskRunner {
 }
 
 impl TaskRunner {
-    /// Runs the lease to its end. `abort` set from outside (shutdown past its grace) stops the
-    /// task and hands it back.
-    pub async fn run(&self, lease: pb::TaskLease, abort: Arc<AtomicBool>) -> TaskEnd {
+    /// Runs the lease to its end. `hand_back` cancelled from outside (shutdown past its grace)
+    /// stops the task and hands it back; a lease the coordinator no longer recognises (told by
+    /// a heartbeat) stops it without handing back.
+    pub async fn run(&self, lease: pb::TaskLease, hand_back: CancellationToken) -> TaskEnd {
         let span = tracing::info_span!("task", job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt);
-        tracing::Instrument::instrument(self.run_in_span(lease, abort), span).await
+        tracing::Instrument::instrument(self.run_in_span(lease, hand_back), span).await
     }
 
-    async fn run_in_span(&self, lease: pb::TaskLease, abort: Arc<AtomicBool>) -> TaskEnd {
-        let stop = Arc::new(AtomicBool::new(false));
+    async fn run_in_span(&self, lease: pb::TaskLease, hand_back: CancellationToken) -> TaskEnd {
+        let lease_lost = CancellationToken::new();
         let rows_done = Arc::new(AtomicU64::new(0));
-        let hb = self.spawn_heartbeat(&lease, stop.clone(), rows_done.clone());
-        let end = self.execute(&lease, &stop, &abort, &rows_done).await;
+        let hb = self.spawn_heartbeat(&lease, lease_lost.clone(), rows_done.clone());
+        let end = self
+            .execute(&lease, &lease_lost, &hand_back, &rows_done)
+            .await;
         hb.abort();
         let end = match end {
             Err(e) => {
@@ -135,7 +135,7 @@ impl TaskRunner {
     fn spawn_heartbeat(
         &self,
         lease: &pb::TaskLease,
-        stop: Arc<AtomicBool>,
+        lease_lost: CancellationToken,
         rows_done: Arc<AtomicU64>,
     ) -> tokio::task::JoinHandle<()> {
         let client = self.client.clone();
@@ -208,7 +208,7 @@ impl TaskRunner {
                 match client.heartbeat(r).await {
                     Ok(resp) if !resp.keep_going => {
                         tracing::warn!(job = %req.job_id, task_id = req.task_id, attempt = req.attempt, "lease lost; stopping task");
-                        stop.store(true, Ordering::Relaxed);
+                        lease_lost.cancel();
                         return;
                     }
                     Ok(resp) => {
@@ -226,8 +226,8 @@ impl TaskRunner {
     async fn execute(
         &self,
         lease: &pb::TaskLease,
-        stop: &AtomicBool,
-        abort: &AtomicBool,
+        lease_lost: &CancellationToken,
+        hand_back: &CancellationToken,
         rows_done: &AtomicU64,
     ) -> Result<TaskEnd, String> {
         let spec = Arc::new(
@@ -301,24 +301,22 @@ impl TaskRunner {
         let mut ctok: BTreeMap<String, u64> = BTreeMap::new();
         let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
         loop {
-            // Wake up now and then even while no row finishes (a slow or hung backend request),
-            // so a lost lease or the end of the shutdown grace stops the task on time.
-            let next = tokio::time::timeout(FLAG_CHECK_EVERY, stream.next()).await;
-            if let Ok(None) = next {
-                break;
-            }
-            if stop.load(Ordering::Relaxed) {
-                drop(stream);
-                sink.abort().await;
-                return Ok(TaskEnd::LeaseLost);
-            }
-            if abort.load(Ordering::Relaxed) {
-                drop(stream);
-                sink.abort().await;
-                return Ok(TaskEnd::Aborted);
-            }
-            let Ok(Some(o)) = next else {
-                continue;
+            // A lost lease or the end of the shutdown grace stops the task at once, even while
+            // no row finishes (a slow or hung backend request).
+            let next = tokio::select! {
+                biased;
+                () = lease_lost.cancelled() => Err(TaskEnd::LeaseLost),
+                () = hand_back.cancelled() => Err(TaskEnd::Aborted),
+                next = stream.next() => Ok(next),
+            };
+            let o = match next {
+                Ok(Some(o)) => o,
+                Ok(None) => break,
+                Err(end) => {
+                    drop(stream);
+                    sink.abort().await;
+                    return Ok(end);
+                }
             };
             match o {
                 Outcome::Keep(item) => {
@@ -357,7 +355,7 @@ impl TaskRunner {
             }
         }
         drop(stream);
-        if stop.load(Ordering::Relaxed) {
+        if lease_lost.is_cancelled() {
             sink.abort().await;
             return Ok(TaskEnd::LeaseLost);
         }

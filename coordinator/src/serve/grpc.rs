@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::control::scheduler::{SchedError, Scheduler};
 use crate::serve::convert;
+use crate::telemetry::Telemetry;
 
 #[derive(Clone)]
 pub struct Auth {
@@ -68,6 +69,8 @@ fn status(e: SchedError) -> Status {
 
 pub struct WorkerApi {
     pub sched: Arc<Scheduler>,
+    /// Leases, completions and the backend snapshots of heartbeats feed the live view.
+    pub telemetry: Arc<Telemetry>,
     pub auth: Auth,
     /// When set, idle workers are told to exit once every job has ended (all-in-one runs).
     pub shutdown_when_idle: bool,
@@ -97,9 +100,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         let r = req.into_inner();
         let lease = self.sched.lease(&r.worker_id).await.map_err(status)?;
         if let Some(l) = &lease {
-            self.sched
-                .telemetry
-                .task_leased(&l.job_id, l.task_id, l.attempt);
+            self.telemetry.task_leased(&l.job_id, l.task_id, l.attempt);
         }
         let shutdown =
             lease.is_none() && self.shutdown_when_idle && self.sched.all_terminal().await;
@@ -129,8 +130,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             .iter()
             .map(crate::telemetry::backend_from_pb)
             .collect();
-        self.sched
-            .telemetry
+        self.telemetry
             .record_backends(&r.worker_id, &r.job_id, backends);
         let deadline = self
             .sched
@@ -167,8 +167,8 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
             .await
             .map_err(status)?;
         if res.is_ok() {
-            let t = &self.sched.telemetry;
-            t.task_completed(&r.job_id, r.task_id, r.attempt, &r.files);
+            self.telemetry
+                .task_completed(&r.job_id, r.task_id, r.attempt, &r.files);
         }
         Ok(Response::new(match res {
             Ok(()) => pb::CompleteResponse {

@@ -60,8 +60,6 @@ pub struct Scheduler {
     finalizer: Finalizer,
     pub heartbeat_interval_ms: u64,
     changed: tokio::sync::Notify,
-    /// Live throughput, backend snapshots and samples for the dashboard and `/metrics`.
-    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Stable, idempotent job id: same name and spec → same id, so re-submitting resumes.
@@ -91,7 +89,6 @@ impl Scheduler {
             finalizer,
             heartbeat_interval_ms: 2_000,
             changed: tokio::sync::Notify::new(),
-            telemetry: Default::default(),
         })
     }
 
@@ -491,9 +488,6 @@ impl Scheduler {
                 continue;
             };
             tracing::warn!(job = %t.job_id, task_id = t.task_id, attempt = t.attempt, state = ?t.state, "lease expired");
-            self.telemetry
-                .lease_expirations
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             entry.progress.remove(&t.task_id);
             let mut lost_by = None;
             if let Some(mem) = entry.tasks.get_mut(t.task_id as usize) {
@@ -553,20 +547,6 @@ impl Scheduler {
     /// Waits until something changes (a completion, a job ending) or the timeout passes.
     pub async fn wait_change(&self, timeout: std::time::Duration) {
         let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
-    }
-
-    /// Background loop: requeue expired leases twice a second until the token is cancelled.
-    pub fn spawn_expiry_loop(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                if let Err(e) = this.requeue_expired().await {
-                    tracing::warn!(error = %e, "requeue of expired leases failed");
-                }
-            }
-        })
     }
 }
 
