@@ -30,8 +30,12 @@ model_call_config! {
 }
 
 impl GenerateConfig {
-    /// What the template sees besides the row: the drawn variation, as a map and by name.
+    /// What the template sees besides the row: the drawn variation, as a map and by name
+    /// (only when there are variations).
     fn provided(&self) -> Vec<&str> {
+        if self.variations.is_empty() {
+            return Vec::new();
+        }
         let mut p = vec!["variation"];
         p.extend(self.variations.keys().map(String::as_str));
         p
