@@ -24,6 +24,34 @@ use serde::{Deserialize, Serialize};
 use crate::stages::columns::check_pipeline_columns;
 use crate::stages::config::CheckScope;
 
+/// Parses a job file strictly; failing that, as a spec stored by an earlier build, whose
+/// `to_yaml` wrote every stage's unset shared fields as `null` (`backend: null` on a `filter`),
+/// which the stage configurations now refuse as unknown keys. Jobs in a state store and leases
+/// from an older coordinator keep parsing; a null value means "not set" either way. The error is
+/// always the strict parse's, which names the field and the line.
+fn parse_strict_or_stored(text: &str) -> Result<JobSpec, serde_norway::Error> {
+    let strict = match serde_norway::from_str::<JobSpec>(text) {
+        Ok(spec) => return Ok(spec),
+        Err(e) => e,
+    };
+    let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return Err(strict);
+    };
+    let Some(pipeline) = value
+        .get_mut("pipeline")
+        .and_then(serde_norway::Value::as_sequence_mut)
+    else {
+        return Err(strict);
+    };
+    for stage in pipeline
+        .iter_mut()
+        .filter_map(serde_norway::Value::as_mapping_mut)
+    {
+        stage.retain(|_, v| !v.is_null());
+    }
+    serde_norway::from_value(value).map_err(|_| strict)
+}
+
 /// A whole job, as written by the user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +84,7 @@ pub enum SpecError {
 impl JobSpec {
     /// Parse and validate; `file` is only used to name the source in errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<JobSpec, SpecError> {
-        let spec: JobSpec = serde_norway::from_str(text).map_err(|e| SpecError::Parse {
+        let spec = parse_strict_or_stored(text).map_err(|e| SpecError::Parse {
             file: file.to_string(),
             message: e.to_string(),
         })?;
@@ -435,6 +463,31 @@ output: {path: /tmp/out}
                 "decontaminate",
                 "dedup"
             ]
+        );
+    }
+
+    #[test]
+    fn specs_stored_by_the_previous_build_still_parse() {
+        // `to_yaml` of the untyped stage entries wrote every shared field, set or not.
+        let nulls = "    backend: null\n    template: null\n    system_prompt: null\n    \
+                     max_tokens: null\n    temperature: null\n    top_p: null\n    \
+                     samples: null\n    stop: null\n";
+        let stored = with_stages(&format!(
+            "  - stage: filter\n{nulls}    min_words: 3\n  - stage: dedup\n{nulls}    near: false\n"
+        ));
+        let s = JobSpec::from_yaml(&stored, "stored").unwrap();
+        assert_eq!(s.pipeline[1].kind(), "filter");
+        assert_eq!(JobSpec::from_yaml(&s.to_yaml(), "again").unwrap(), s);
+        // A set value under a key the stage does not know is still refused, with its line.
+        let bad = stored.replacen(
+            "    backend: null\n    template: null",
+            "    backend: m\n    template: null",
+            1,
+        );
+        let e = JobSpec::from_yaml(&bad, "stored").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `backend`") && e.contains("line"),
+            "{e}"
         );
     }
 }
