@@ -294,6 +294,9 @@ output: {path: /tmp/out}
             ("{stage: dedup, bands: 0}", "pipeline[0].bands"),
             ("{stage: generate, backend: m}", "template"),
             ("{stage: warp}", "pipeline[0].stage"),
+            ("{threshold: x, stage: judge, backend: m}", "threshold"),
+            ("{threshhold: 1, stage: judge, backend: m}", "threshhold"),
+            ("{backend: m}", "`stage`"),
         ] {
             let e = stage_error(stage);
             assert!(e.contains(field), "{stage}: {e}");

@@ -16,7 +16,7 @@ pub type Entries = Vec<(String, serde_norway::Value)>;
 /// A map's entries before the tag, replayed ahead of the rest of the live map.
 pub struct ReplayThenRest<A> {
     buffered: std::vec::IntoIter<(String, serde_norway::Value)>,
-    pending: Option<serde_norway::Value>,
+    pending: Option<(String, serde_norway::Value)>,
     rest: A,
 }
 
@@ -39,7 +39,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for ReplayThenRest<A> {
     ) -> Result<Option<K::Value>, Self::Error> {
         match self.buffered.next() {
             Some((key, value)) => {
-                self.pending = Some(value);
+                self.pending = Some((key.clone(), value));
                 let de: de::value::StringDeserializer<A::Error> = key.into_deserializer();
                 seed.deserialize(de).map(Some)
             }
@@ -52,7 +52,10 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for ReplayThenRest<A> {
         seed: V,
     ) -> Result<V::Value, Self::Error> {
         match self.pending.take() {
-            Some(value) => seed.deserialize(value).map_err(de::Error::custom),
+            // A replayed value has no position of its own: name its key in the error.
+            Some((key, value)) => seed
+                .deserialize(value)
+                .map_err(|e| de::Error::custom(format!("{key}: {e}"))),
             None => self.rest.next_value_seed(seed),
         }
     }
