@@ -237,7 +237,8 @@ impl TaskRunner {
         let backends = self.backends.get(&lease.job_id, &spec).await?;
         let ctx = StageContext {
             job_id: lease.job_id.clone(),
-            job: spec.clone(),
+            job_name: spec.name.clone(),
+            job_seed: spec.seed,
             task_id: lease.task_id,
             backends,
         };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use synthforge_core::input::{read_task_rows, SeedItem, TaskSlice};
-use synthforge_core::spec::{InputFormat, JobSpec};
+use synthforge_core::spec::{InputFormat, JobSpec, StageSpec};
 use synthforge_core::stages::variations;
 use synthforge_core::storage;
 use synthforge_core::template::PromptTemplate;
@@ -75,16 +75,32 @@ pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // Every column a stage reads must exist when it runs (seed columns as read here).
+    let seed_columns: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| match r {
+            SeedItem::Row(row) => Some(row.columns.keys().cloned()),
+            SeedItem::Bad(_) => None,
+        })
+        .flatten()
+        .collect();
+    if !seed_columns.is_empty() {
+        spec.check_columns(Some(&seed_columns), &file)?;
+    }
     println!(
         "{file}: valid; input {} object(s), first {}",
         objects.len(),
         first.url
     );
     for (i, stage) in spec.pipeline.iter().enumerate() {
-        let Some(src) = &stage.template else { continue };
+        let Some(src) = stage.config().template() else {
+            continue;
+        };
         let t = PromptTemplate::new(src)?;
-        let vars = variations::parse(stage.params.get("variations"))
-            .map_err(|e| anyhow::anyhow!("{file}: field `pipeline[{i}].variations`: {e}"))?;
+        let vars = match stage {
+            StageSpec::Generate(g) => g.variations.clone(),
+            _ => variations::Variations::new(),
+        };
         for item in &rows {
             let row = match item {
                 SeedItem::Row(r) => r,
@@ -155,7 +171,11 @@ async fn validate_taxonomy(file: &str, spec: &JobSpec, show: usize) -> anyhow::R
         };
         let entry = TaxonomyEntry::from_columns(&row.columns)
             .map_err(|e| anyhow::anyhow!("{}: {e}", row.source))?;
-        for stage in spec.pipeline.iter().filter(|s| s.stage == "taxonomy_qa") {
+        let stages = spec.pipeline.iter().filter_map(|s| match s {
+            StageSpec::TaxonomyQa(t) => Some(t),
+            _ => None,
+        });
+        for stage in stages {
             for prompt in preview_prompts(stage, &entry) {
                 if shown >= show {
                     return Ok(());

@@ -20,7 +20,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use serde_json::{Map, Value};
 
-use crate::spec::{InputFormat, InputSpec};
+use crate::spec::input::{InputFormat, InputSpec};
 pub mod taxonomy;
 
 use crate::storage::{self, Location, StorageError};
