@@ -112,6 +112,7 @@ impl Standalone {
                 token: None,
                 shutdown_when_idle: false,
                 tls: None,
+                security: Default::default(),
             },
             store,
             finalizer,

@@ -19,4 +19,4 @@ pub mod server;
 pub mod telemetry;
 
 pub use entry::{run, run_replica, ServiceConfig, StateConfig};
-pub use server::{Coordinator, CoordinatorConfig};
+pub use server::{Coordinator, CoordinatorConfig, SecurityConfig};

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::control::ha::{gate_interceptor, Leadership};
 use crate::control::scheduler::{Finalizer, Scheduler};
 use crate::control::store::TaskStore;
-use crate::serve::grpc::{Auth, JobApi, WorkerApi};
+use crate::serve::auth::{Auth, AuthConfigError, AuthTokens};
+use crate::serve::exposure::{self, ExposedWithoutToken, Exposure};
+use crate::serve::grpc::{JobApi, WorkerApi};
 use crate::serve::http::{router, HttpState};
 use crate::telemetry::Telemetry;
 
@@ -30,13 +32,33 @@ pub struct CoordinatorConfig {
     /// gRPC listen address; port 0 picks a free port (see [`Coordinator::grpc_addr`]).
     pub grpc_addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
-    /// Bearer token for the job and worker APIs (`None`: open, for loopback use).
+    /// Admin bearer token: submit and cancel, and every other call (`None`: open, which is
+    /// allowed on loopback only unless [`SecurityConfig::insecure`]).
     pub token: Option<String>,
     /// Tell idle workers to exit once all jobs have ended (all-in-one `run`).
     pub shutdown_when_idle: bool,
     /// Serve gRPC over TLS (and require client certificates when it has a client CA);
     /// `None`: plaintext. Built by [`crate::serve::tls::ServerTlsFiles::load`].
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Role tokens, exposure and HTTPS (see [`SecurityConfig`]).
+    pub security: SecurityConfig,
+}
+
+/// What guards a coordinator beyond its admin token.
+#[derive(Clone, Default)]
+pub struct SecurityConfig {
+    /// Token of the worker API only (lease, heartbeat, complete, fail).
+    pub worker_token: Option<String>,
+    /// Token of reads only (list/get jobs, dashboard, workers, backends, metrics).
+    pub read_token: Option<String>,
+    /// Serve `/metrics` without a token.
+    pub metrics_public: bool,
+    /// Allow an open coordinator (no token) on a non-loopback address; it then warns in the
+    /// log and on the dashboard.
+    pub insecure: bool,
+    /// Serve the HTTP port over TLS (same certificate as gRPC, from
+    /// [`crate::serve::tls::ServerTlsFiles::load_http`]); `None`: plain HTTP.
+    pub http_tls: Option<crate::serve::tls::HttpTlsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +72,10 @@ pub enum ServeError {
     Sched(#[from] crate::control::scheduler::SchedError),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Exposed(#[from] ExposedWithoutToken),
+    #[error("tokens: {0}")]
+    Tokens(#[from] AuthConfigError),
 }
 
 /// A running coordinator: its scheduler, its live telemetry and the addresses it bound.
@@ -95,6 +121,24 @@ impl Coordinator {
         gate: Option<Arc<Leadership>>,
         stop: CancellationToken,
     ) -> Result<Coordinator, ServeError> {
+        let tokens = AuthTokens {
+            admin: config.token.clone(),
+            worker: config.security.worker_token.clone(),
+            read: config.security.read_token.clone(),
+        };
+        tokens.validate()?;
+        let auth = Auth::with_roles(tokens);
+        let addrs: Vec<SocketAddr> = std::iter::once(config.grpc_addr)
+            .chain(config.http_addr)
+            .collect();
+        let exposure = exposure::check(&addrs, auth.required(), config.security.insecure)?;
+        if exposure == Exposure::Insecure {
+            tracing::warn!(
+                addrs = ?addrs,
+                "INSECURE: listening beyond loopback without a token (--insecure); anyone who \
+                 reaches these ports can submit and cancel jobs and read every job"
+            );
+        }
         // Stopping (or dropping) this coordinator must not cancel the caller's token.
         let stop = stop.child_token();
         let sched = Scheduler::new(store, finalizer);
@@ -102,7 +146,6 @@ impl Coordinator {
             sched.recover().await?;
         }
         let telemetry = Arc::new(Telemetry::default());
-        let auth = Auth::new(config.token.clone());
         let listener = bind(config.grpc_addr).await?;
         let grpc_addr = listener.local_addr().expect("bound socket has an address");
         let http_listener = match config.http_addr {
@@ -132,21 +175,31 @@ impl Coordinator {
             let app = router(HttpState {
                 sched: sched.clone(),
                 telemetry: telemetry.clone(),
-                auth,
+                auth: auth.clone(),
                 ready: gate
                     .as_ref()
                     .map_or_else(|| Arc::new(AtomicBool::new(true)), |g| g.ready_flag()),
+                metrics_public: config.security.metrics_public,
+                insecure: exposure == Exposure::Insecure,
             });
-            let shutdown = stop.clone().cancelled_owned();
-            tasks.spawn(async move {
-                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
-                    tracing::error!(error = %e, "HTTP server stopped");
+            match config.security.http_tls.clone() {
+                Some(tls) => {
+                    tasks.spawn(crate::serve::https::serve(l, app, tls, stop.clone()));
                 }
-            });
+                None => {
+                    let shutdown = stop.clone().cancelled_owned();
+                    tasks.spawn(async move {
+                        if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
+                            tracing::error!(error = %e, "HTTP server stopped");
+                        }
+                    });
+                }
+            }
             let (s, t, st) = (sched.clone(), telemetry.clone(), stop.clone());
             tasks.spawn(async move { crate::serve::dashboard::run_sampler(&s, &t, st).await });
         }
-        tracing::info!(%grpc_addr, ?http_addr, "coordinator serving");
+        let https = config.security.http_tls.is_some();
+        tracing::info!(%grpc_addr, ?http_addr, https, auth = auth.required(), "coordinator serving");
         Ok(Coordinator {
             sched,
             telemetry,
@@ -306,6 +359,7 @@ mod tests {
             token: None,
             shutdown_when_idle: false,
             tls: None,
+            security: SecurityConfig::default(),
         };
         let c = Coordinator::start(config, store, noop_finalizer(), stop.clone())
             .await

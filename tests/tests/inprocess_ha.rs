@@ -22,6 +22,7 @@ async fn replica(etcd: &Etcd, stop: &CancellationToken) -> Replica {
         token: None,
         shutdown_when_idle: false,
         tls: None,
+        security: Default::default(),
     };
     let cfg = ReplicaConfig {
         etcd: vec![etcd.url()],

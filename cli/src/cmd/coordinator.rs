@@ -4,19 +4,28 @@
 //! `--etcd` state lives in etcd and any number of replicas may run: one leads (etcd election),
 //! the others answer `UNAVAILABLE` and take over when it dies. The service itself is
 //! [`synthforge_coordinator::run`]; this command parses flags and turns SIGTERM into its token.
+//!
+//! Safe by default: it listens on 127.0.0.1, and refuses a wider address without a token unless
+//! `--insecure`. Tokens per role (admin `--token`, `--worker-token`, `--read-token`) come from
+//! flags, the environment or files; see SECURITY.md.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use synthforge_coordinator::entry::ReplicaConfig;
-use synthforge_coordinator::{CoordinatorConfig, ServiceConfig, StateConfig};
+use synthforge_coordinator::{CoordinatorConfig, SecurityConfig, ServiceConfig, StateConfig};
+
+use super::token_args::resolve;
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct CoordinatorArgs {
-    #[arg(long, default_value = "0.0.0.0:7070")]
+    /// gRPC address (workers, submit, status). Loopback by default; a wider address needs a
+    /// token (or --insecure).
+    #[arg(long, default_value = "127.0.0.1:7070")]
     pub grpc_addr: SocketAddr,
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    /// HTTP address (dashboard, JSON API, metrics, probes); HTTPS with --tls-cert/--tls-key.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
     /// Directory of the embedded state store (one machine; survives restarts).
     #[arg(long, default_value = ".synthforge/state")]
@@ -34,9 +43,31 @@ pub struct CoordinatorArgs {
     /// etcd lease TTL of the leader, in seconds: the failover time after a leader dies.
     #[arg(long, default_value_t = 5, requires = "etcd")]
     pub leader_ttl_s: i64,
-    /// Bearer token required on the job and worker APIs.
+    /// Admin bearer token: submit and cancel, and every other call (workers and reads too,
+    /// so one token keeps working for everything).
     #[arg(long, env = "SYNTHFORGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File holding the admin token (instead of --token).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Token of the worker API only: cannot submit, cancel or read jobs.
+    #[arg(long, env = "SYNTHFORGE_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+    /// File holding the worker token.
+    #[arg(long, value_name = "PATH")]
+    pub worker_token_file: Option<PathBuf>,
+    /// Read-only token (dashboard, status, metrics): cannot lease, submit or cancel.
+    #[arg(long, env = "SYNTHFORGE_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// File holding the read token.
+    #[arg(long, value_name = "PATH")]
+    pub read_token_file: Option<PathBuf>,
+    /// Serve /metrics without a token (for scrapers inside the cluster).
+    #[arg(long)]
+    pub metrics_public: bool,
+    /// Allow listening beyond loopback without any token (warns in the log and on the dashboard).
+    #[arg(long)]
+    pub insecure: bool,
     #[command(flatten)]
     pub tls: super::tls_args::TlsArgs,
 }
@@ -45,9 +76,16 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<()> {
     let serve = CoordinatorConfig {
         grpc_addr: a.grpc_addr,
         http_addr: Some(a.http_addr),
-        token: a.token.clone(),
+        token: resolve(&a.token, &a.token_file, "admin")?,
         shutdown_when_idle: false,
         tls: a.tls.server()?,
+        security: SecurityConfig {
+            worker_token: resolve(&a.worker_token, &a.worker_token_file, "worker")?,
+            read_token: resolve(&a.read_token, &a.read_token_file, "read")?,
+            metrics_public: a.metrics_public,
+            insecure: a.insecure,
+            http_tls: a.tls.http_server()?,
+        },
     };
     let state = if a.etcd.is_empty() {
         StateConfig::Embedded(a.state_dir)

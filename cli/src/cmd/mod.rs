@@ -7,6 +7,7 @@ pub mod run;
 pub mod status;
 pub mod submit;
 pub mod tls_args;
+pub mod token_args;
 pub mod validate;
 pub mod worker;
 

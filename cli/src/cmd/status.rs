@@ -20,6 +20,9 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The read (or admin) token, when the coordinator requires one.
+    #[command(flatten)]
+    pub auth: super::token_args::ClientToken,
     #[command(flatten)]
     pub tls: super::tls_args::TlsArgs,
 }
@@ -29,8 +32,9 @@ pub struct CancelArgs {
     pub job_id: String,
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     pub coordinator: String,
-    #[arg(long, env = "SYNTHFORGE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The admin token, when the coordinator requires one.
+    #[command(flatten)]
+    pub auth: super::token_args::ClientToken,
     #[command(flatten)]
     pub tls: super::tls_args::TlsArgs,
 }
@@ -52,13 +56,23 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
     if let Some(http) = &a.http {
         return run_http(&a, http).await;
     }
+    let token = a.auth.get()?;
     let mut client = super::job_client_tls(&a.coordinator, &a.tls).await?;
     let jobs = match &a.job_id {
         Some(id) => vec![client
-            .get(pb::GetJobRequest { job_id: id.clone() })
+            .get(super::authed(
+                pb::GetJobRequest { job_id: id.clone() },
+                &token,
+            ))
             .await?
             .into_inner()],
-        None => client.list(pb::ListJobsRequest {}).await?.into_inner().jobs,
+        None => {
+            client
+                .list(super::authed(pb::ListJobsRequest {}, &token))
+                .await?
+                .into_inner()
+                .jobs
+        }
     };
     if a.json {
         let v: Vec<_> = jobs.iter().map(to_json).collect();
@@ -98,7 +112,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
 }
 
 /// GET over plain HTTP/1.1 (the coordinator's HTTP port is loopback or in-cluster).
-async fn http_get_json(base: &str, path: &str) -> anyhow::Result<Value> {
+async fn http_get_json(base: &str, path: &str, token: Option<&str>) -> anyhow::Result<Value> {
     let rest = base
         .strip_prefix("http://")
         .with_context(|| format!("--http must be an http:// URL, got `{base}`"))?;
@@ -106,7 +120,8 @@ async fn http_get_json(base: &str, path: &str) -> anyhow::Result<Value> {
     let mut s = tokio::net::TcpStream::connect(host)
         .await
         .with_context(|| format!("cannot reach the coordinator's HTTP port at {base}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n");
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n{auth}\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
@@ -166,15 +181,17 @@ fn eta(v: &Value) -> String {
 }
 
 async fn run_http(a: &StatusArgs, base: &str) -> anyhow::Result<()> {
+    let token = a.auth.get()?;
+    let token = token.as_deref();
     let jobs = match &a.job_id {
-        Some(id) => vec![http_get_json(base, &format!("/api/jobs/{id}")).await?],
-        None => match http_get_json(base, "/api/jobs").await? {
+        Some(id) => vec![http_get_json(base, &format!("/api/jobs/{id}"), token).await?],
+        None => match http_get_json(base, "/api/jobs", token).await? {
             Value::Array(v) => v,
             _ => Vec::new(),
         },
     };
-    let workers = http_get_json(base, "/api/workers").await?;
-    let backends = http_get_json(base, "/api/backends").await?;
+    let workers = http_get_json(base, "/api/workers", token).await?;
+    let backends = http_get_json(base, "/api/backends", token).await?;
     if a.json {
         let v = serde_json::json!({"jobs": jobs, "workers": workers, "backends": backends});
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -276,7 +293,7 @@ pub async fn cancel(a: CancelArgs) -> anyhow::Result<()> {
             pb::CancelRequest {
                 job_id: a.job_id.clone(),
             },
-            &a.token,
+            &a.auth.get()?,
         ))
         .await?
         .into_inner();

@@ -11,8 +11,9 @@ pub struct SubmitArgs {
     pub job: PathBuf,
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     pub coordinator: String,
-    #[arg(long, env = "SYNTHFORGE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The admin token, when the coordinator requires one.
+    #[command(flatten)]
+    pub auth: super::token_args::ClientToken,
     /// Override the job's output location.
     #[arg(long)]
     pub output: Option<String>,
@@ -27,6 +28,7 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
     let text = super::read_job_file(&a.job)?;
     let mut spec = JobSpec::from_yaml(&text, &a.job.display().to_string())?;
     super::prepare_spec(&mut spec, a.output.as_deref());
+    let token = a.auth.get()?;
     let mut client = super::job_client_tls(&a.coordinator, &a.tls).await?;
     let resp = client
         .submit(super::authed(
@@ -34,7 +36,7 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
                 job_spec_yaml: spec.to_yaml(),
                 job_id: String::new(),
             },
-            &a.token,
+            &token,
         ))
         .await?
         .into_inner();
@@ -45,9 +47,12 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
     }
     loop {
         let st = client
-            .get(pb::GetJobRequest {
-                job_id: resp.job_id.clone(),
-            })
+            .get(super::authed(
+                pb::GetJobRequest {
+                    job_id: resp.job_id.clone(),
+                },
+                &token,
+            ))
             .await?
             .into_inner();
         match st.state.as_str() {

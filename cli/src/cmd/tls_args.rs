@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use synthforge_coordinator::serve::tls::ServerTlsFiles;
+use synthforge_coordinator::serve::tls::{HttpTlsConfig, ServerTlsFiles};
 use synthforge_worker::tls::ClientTlsFiles;
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -50,6 +50,20 @@ impl TlsArgs {
             client_ca: self.tls_client_ca.clone(),
         };
         Ok(Some(files.load().context("coordinator TLS")?))
+    }
+
+    /// The HTTP port's TLS configuration (same certificate as gRPC, no client certificates);
+    /// `None` when no TLS flag is given. Call after [`TlsArgs::server`], which checks the flags.
+    pub fn http_server(&self) -> anyhow::Result<Option<HttpTlsConfig>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let files = ServerTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        };
+        Ok(Some(files.load_http().context("coordinator HTTPS")?))
     }
 
     /// A client's TLS configuration; `None` when no TLS flag is given.

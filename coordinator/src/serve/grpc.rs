@@ -1,7 +1,9 @@
 //! gRPC services: the worker API (lease, heartbeat, complete, fail) and the job API.
 //!
-//! When the coordinator has a token, every call must carry `authorization: Bearer <token>`;
-//! a call without it is refused with `UNAUTHENTICATED` before it touches the scheduler.
+//! When the coordinator has tokens, every call must carry `authorization: Bearer <token>` of a
+//! role allowed to make it ([`Role`]: worker calls, reads, submit/cancel); anything else is
+//! refused with `UNAUTHENTICATED` or `PERMISSION_DENIED` before it touches the scheduler.
+//! Job status leaves masked ([`redact`]): an error may quote a backend URL with a key in it.
 
 use std::sync::Arc;
 
@@ -9,53 +11,10 @@ use synthforge_proto as pb;
 use tonic::{Request, Response, Status};
 
 use crate::control::scheduler::{SchedError, Scheduler};
-use crate::serve::convert;
+pub use crate::serve::auth::Auth;
+use crate::serve::auth::Role;
+use crate::serve::{convert, redact};
 use crate::telemetry::Telemetry;
-
-#[derive(Clone)]
-pub struct Auth {
-    token: Option<Arc<str>>,
-}
-
-impl Auth {
-    pub fn new(token: Option<String>) -> Self {
-        Auth {
-            token: token.filter(|t| !t.is_empty()).map(Into::into),
-        }
-    }
-
-    pub fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
-        let got = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match got {
-            Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
-            Some(_) => Err(Status::unauthenticated("invalid bearer token")),
-            None => Err(Status::unauthenticated(
-                "missing `authorization: Bearer <token>` (the coordinator requires a token)",
-            )),
-        }
-    }
-
-    /// For the HTTP API: the raw header value.
-    pub fn check_header(&self, header: Option<&str>) -> bool {
-        match &self.token {
-            None => true,
-            Some(token) => header
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes())),
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 fn status(e: SchedError) -> Status {
     match e {
@@ -82,7 +41,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         &self,
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        self.auth.check(&req)?;
+        self.auth.check(&req, Role::Worker)?;
         let r = req.into_inner();
         self.sched
             .register_worker(&r.worker_id, &r.address, r.slots)
@@ -96,7 +55,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         &self,
         req: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
-        self.auth.check(&req)?;
+        self.auth.check(&req, Role::Worker)?;
         let r = req.into_inner();
         let lease = self.sched.lease(&r.worker_id).await.map_err(status)?;
         if let Some(l) = &lease {
@@ -122,7 +81,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        self.auth.check(&req)?;
+        self.auth.check(&req, Role::Worker)?;
         let r = req.into_inner();
         let rows = r.progress.map(|p| p.rows_done).unwrap_or(0);
         let backends = r
@@ -153,7 +112,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         &self,
         req: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
-        self.auth.check(&req)?;
+        self.auth.check(&req, Role::Worker)?;
         let r = req.into_inner();
         let files = r.files.iter().map(convert::file_from_pb).collect();
         let stats = r
@@ -186,7 +145,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         &self,
         req: Request<pb::FailRequest>,
     ) -> Result<Response<pb::FailResponse>, Status> {
-        self.auth.check(&req)?;
+        self.auth.check(&req, Role::Worker)?;
         let r = req.into_inner();
         self.sched
             .fail(
@@ -214,7 +173,7 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        self.auth.check(&req)?;
+        self.auth.check(&req, Role::Admin)?;
         let r = req.into_inner();
         let id = (!r.job_id.is_empty()).then_some(r.job_id);
         let v = self
@@ -233,20 +192,22 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         req: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::JobStatus>, Status> {
+        self.auth.check(&req, Role::Read)?;
         let r = req.into_inner();
         match self.sched.job(&r.job_id).await {
-            Some(v) => Ok(Response::new(convert::job_to_pb(&v))),
+            Some(v) => Ok(Response::new(masked(convert::job_to_pb(&v)))),
             None => Err(Status::not_found(format!("no job `{}`", r.job_id))),
         }
     }
 
     async fn list(
         &self,
-        _req: Request<pb::ListJobsRequest>,
+        req: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        self.auth.check(&req, Role::Read)?;
         let jobs = self.sched.jobs().await;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(convert::job_to_pb).collect(),
+            jobs: jobs.iter().map(|j| masked(convert::job_to_pb(j))).collect(),
         }))
     }
 
@@ -254,9 +215,19 @@ impl pb::job_service_server::JobService for JobApi {
         &self,
         req: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelResponse>, Status> {
-        self.auth.check(&req)?;
+        self.auth.check(&req, Role::Admin)?;
         let r = req.into_inner();
         let cancelled = self.sched.cancel(&r.job_id).await.map_err(status)?;
         Ok(Response::new(pb::CancelResponse { cancelled }))
     }
+}
+
+/// A job's status with credentials in its texts masked (errors may quote backend URLs).
+fn masked(mut s: pb::JobStatus) -> pb::JobStatus {
+    for text in [&mut s.error, &mut s.output, &mut s.name] {
+        if text.contains("://") {
+            *text = redact::mask_text(text);
+        }
+    }
+    s
 }

@@ -1,22 +1,26 @@
 //! The coordinator's HTTP side: health probes, the dashboard page, the JSON API behind it
 //! (documented in docs/api.md) and Prometheus metrics.
 //!
-//! Read access is open (dashboards inside a cluster); the one mutating call, cancel, needs the
-//! job-API bearer token when the coordinator has one.
+//! With tokens configured, everything but the page's static files, `/healthz`, `/readyz`,
+//! `/api/info` and (with `--metrics-public`) `/metrics` needs a bearer token: the read token for
+//! the JSON API and metrics, the admin token for cancel, which also refuses cross-site requests
+//! ([`same_origin`]). Every JSON body and the metrics text leave with credentials masked
+//! ([`redact`]).
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::control::scheduler::{JobView, Scheduler, WorkerInfo};
+use crate::serve::auth::{Auth, Role};
 use crate::serve::dashboard;
-use crate::serve::grpc::Auth;
-use crate::serve::metrics;
+use crate::serve::{metrics, redact, same_origin};
 use crate::telemetry::{EndpointView, RatePoint, SampleRow, Telemetry, WorkerBackends};
 
 #[derive(Clone)]
@@ -27,11 +31,27 @@ pub struct HttpState {
     pub auth: Auth,
     /// False on a standby coordinator: `/readyz` fails so a Service routes to the leader.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Serve `/metrics` without a token (Prometheus scrapers inside the cluster).
+    pub metrics_public: bool,
+    /// Open on a non-loopback address (`--insecure`): the dashboard shows a warning banner.
+    pub insecure: bool,
 }
 
 /// Builds the HTTP routes. The dashboard's charts need [`dashboard::run_sampler`] running
 /// next to them (the coordinator starts it together with the HTTP server).
 pub fn router(state: HttpState) -> Router {
+    let metrics_route = Router::new().route("/metrics", get(metrics_handler));
+    let metrics_route = if state.metrics_public {
+        metrics_route
+    } else {
+        metrics_route.route_layer(middleware::from_fn_with_state(state.clone(), require_read))
+    };
+    let read = Router::new()
+        .route("/api/jobs", get(list_jobs))
+        .route("/api/jobs/{id}", get(get_job))
+        .route("/api/workers", get(list_workers))
+        .route("/api/backends", get(list_backends))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
     Router::new()
         .route(
             "/",
@@ -48,13 +68,58 @@ pub fn router(state: HttpState) -> Router {
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
-        .route("/api/jobs", get(list_jobs))
-        .route("/api/jobs/{id}", get(get_job))
+        .route("/api/info", get(info))
         .route("/api/jobs/{id}/cancel", post(cancel_job))
-        .route("/api/workers", get(list_workers))
-        .route("/api/backends", get(list_backends))
+        .merge(read)
+        .merge(metrics_route)
         .with_state(state)
+}
+
+/// The refusal of a request without a token of `need` (when the coordinator has tokens);
+/// `None` when it may go on.
+fn refusal(auth: &Auth, headers: &HeaderMap, need: Role) -> Option<Response> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    auth.authorize(header, need).err().map(|denied| {
+        let code = match denied {
+            crate::serve::auth::Denied::Forbidden { .. } => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        (
+            code,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            denied.message(),
+        )
+            .into_response()
+    })
+}
+
+async fn require_read(State(s): State<HttpState>, req: Request, next: Next) -> Response {
+    match refusal(&s.auth, req.headers(), Role::Read) {
+        None => next.run(req).await,
+        Some(refused) => refused,
+    }
+}
+
+/// JSON with every credential in it masked.
+fn masked_json<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_value(value) {
+        Ok(mut v) => {
+            redact::mask_json(&mut v);
+            Json(v).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// `/api/info` (no token needed): what the page must know before it has a token.
+async fn info(State(s): State<HttpState>) -> Response {
+    Json(serde_json::json!({
+        "auth_required": s.auth.required(),
+        "insecure": s.insecure,
+    }))
+    .into_response()
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -156,14 +221,14 @@ async fn list_jobs(State(s): State<HttpState>) -> Response {
         .into_iter()
         .map(|v| job_out(&s.telemetry, v))
         .collect();
-    Json(jobs).into_response()
+    masked_json(&jobs)
 }
 
 async fn get_job(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
     match s.sched.job(&id).await {
         Some(v) => {
             let t = &s.telemetry;
-            Json(JobDetail {
+            masked_json(&JobDetail {
                 series: t.job_rates(&id),
                 samples: t.samples(&id),
                 backends: t
@@ -173,7 +238,6 @@ async fn get_job(State(s): State<HttpState>, Path(id): Path<String>) -> Response
                     .collect(),
                 job: job_out(t, v),
             })
-            .into_response()
         }
         None => (StatusCode::NOT_FOUND, format!("no job `{id}`")).into_response(),
     }
@@ -184,19 +248,16 @@ async fn cancel_job(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !s.auth.check_header(header) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "cancel needs `Authorization: Bearer <job-API token>`",
-        )
-            .into_response();
+    if let Err(e) = same_origin::check(&headers) {
+        tracing::warn!(job = %id, error = %e, "HTTP cancel refused");
+        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    }
+    if let Some(refused) = refusal(&s.auth, &headers, Role::Admin) {
+        return refused;
     }
     match s.sched.cancel(&id).await {
         Ok(c) => Json(serde_json::json!({"cancelled": c})).into_response(),
-        Err(e) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, redact::mask_text(&e.to_string())).into_response(),
     }
 }
 
@@ -213,15 +274,15 @@ async fn list_workers(State(s): State<HttpState>) -> Response {
             info,
         })
         .collect();
-    Json(workers).into_response()
+    masked_json(&workers)
 }
 
 async fn list_backends(State(s): State<HttpState>) -> Response {
-    Json(s.telemetry.endpoints()).into_response()
+    masked_json(&s.telemetry.endpoints())
 }
 
 async fn metrics_handler(State(s): State<HttpState>) -> Response {
-    let body = metrics::render(&s.sched, &s.telemetry).await;
+    let body = redact::mask_text(&metrics::render(&s.sched, &s.telemetry).await);
     (
         [(
             header::CONTENT_TYPE,

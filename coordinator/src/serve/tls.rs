@@ -1,4 +1,5 @@
-//! TLS for the coordinator's gRPC port (rustls through tonic).
+//! TLS for the coordinator's gRPC port (rustls through tonic) and its HTTP port (rustls
+//! directly, same certificate; see [`crate::serve::https`]).
 //!
 //! The coordinator presents a certificate (`--tls-cert`, `--tls-key`); with `--tls-client-ca`
 //! it also *requires* every client (worker, CLI) to present a certificate signed by that CA
@@ -30,6 +31,9 @@ pub enum TlsError {
     Config(String),
 }
 
+/// The HTTP port's TLS configuration (rustls), as built by [`ServerTlsFiles::load_http`].
+pub type HttpTlsConfig = std::sync::Arc<rustls::ServerConfig>;
+
 /// Where the coordinator's TLS material lives.
 #[derive(Debug, Clone)]
 pub struct ServerTlsFiles {
@@ -57,6 +61,31 @@ impl ServerTlsFiles {
             .tls_config(cfg.clone())
             .map_err(|e| TlsError::Config(error_chain(&e)))?;
         Ok(cfg)
+    }
+}
+
+impl ServerTlsFiles {
+    /// The rustls configuration of the HTTP port: the same certificate and key, no client
+    /// certificates (browsers and probes connect there; calls need tokens instead).
+    pub fn load_http(&self) -> Result<HttpTlsConfig, TlsError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let cert = read_pem("TLS certificate", &self.cert, "CERTIFICATE")?;
+        let key = read_pem("TLS private key", &self.key, "")?;
+        let chain = CertificateDer::pem_slice_iter(&cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Config(format!("{}: {e}", self.cert.display())))?;
+        let key = PrivateKeyDer::from_pem_slice(&key)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", self.key.display())))?;
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| TlsError::Config(error_chain(&e)))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(std::sync::Arc::new(cfg))
     }
 }
 
