@@ -2,7 +2,7 @@
 // playwright-core. Spawned by tests/tests/dashboard.rs against a running job; exits non-zero
 // with a message on the first failed check and prints a JSON summary line on success.
 //
-// Environment: DASHBOARD_URL, JOB_ID, TOKEN, SCREENSHOT (png path), CHROMIUM (binary),
+// Environment: DASHBOARD_URL, JOB_ID, TOKEN (admin), READ_TOKEN (given at the login form), SCREENSHOT (png path), CHROMIUM (binary),
 // PLANTED (the exact untrusted text the mock backend returns for planted rows).
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +17,7 @@ const env = (k) => {
 const url = env('DASHBOARD_URL');
 const jobId = env('JOB_ID');
 const token = env('TOKEN');
+const readToken = env('READ_TOKEN');
 const screenshot = env('SCREENSHOT');
 const planted = env('PLANTED');
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -42,15 +43,28 @@ try {
   const page = context.pages()[0] || (await context.newPage());
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
-  // The refused cancel logs its 401 as a console error; that one is expected.
+  // Requests made before the login and the refused cancels log their 401/403 as console
+  // errors; those are expected.
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 401/.test(m.text())) pageErrors.push(m.text());
+    if (m.type() === 'error' && !/status of 40[13]/.test(m.text())) pageErrors.push(m.text());
   });
   // Any attempt to load the planted <img src=x> would show up as a request for /x.
   const strayRequests = [];
   page.on('request', (r) => { if (/\/x$/.test(r.url())) strayRequests.push(r.url()); });
 
   await page.goto(url, { waitUntil: 'load' });
+  // 0. The coordinator has tokens: the page asks for one, keeps it in the tab, not a cookie.
+  await page.locator('#login').waitFor({ state: 'visible', timeout: WAIT });
+  check((await page.locator('.job').count()) === 0, 'jobs shown before a token was given');
+  await page.fill('#token-input', readToken);
+  await page.click('#token-submit');
+  const stored = await page.evaluate(() => ({
+    session: sessionStorage.getItem('synthforge.token'),
+    cookie: document.cookie,
+  }));
+  check(stored.session === readToken && stored.cookie === '', `token kept as ${JSON.stringify(stored)}`);
+  check(await page.locator('#insecure-banner').isHidden(), 'insecure banner shown on a guarded coordinator');
+  summary.login = true;
   const card = page.locator(`.job[data-job="${jobId}"]`);
   await card.waitFor({ timeout: WAIT });
   // User-given strings (the job name here) are text too.
@@ -118,14 +132,18 @@ try {
   summary.chart_points = Number(await page.locator('#chart').getAttribute('data-points'));
   await page.screenshot({ path: screenshot, fullPage: true });
 
-  // 4. Cancel without the right token is refused; the job keeps running.
+  // 4. Cancel with the read token is refused, and so is a wrong admin token; the job keeps
+  // running. (The page asks for an admin token once; the second prompt is dismissed.)
   page.once('dialog', (d) => d.accept('not-the-token'));
   await card.locator('button.cancel').click();
   await card.locator('.msg').filter({ hasText: 'refused' }).waitFor({ timeout: WAIT });
-  const stillRunning = await page.evaluate(async (id) => (await (await fetch(`/api/jobs/${id}`)).json()).record.state, jobId);
+  const stillRunning = await page.evaluate(async (id) => {
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem('synthforge.token')}` };
+    return (await (await fetch(`/api/jobs/${id}`, { headers })).json()).record.state;
+  }, jobId);
   check(stillRunning === 'running', `after a refused cancel the job is ${stillRunning}`);
 
-  // 5. Cancel with the token works.
+  // 5. Cancel with the admin token (asked for when the read token is refused) works.
   page.once('dialog', (d) => d.accept(token));
   await card.locator('button.cancel').click();
   await card.locator('.state').filter({ hasText: 'cancelled' }).waitFor({ timeout: WAIT });

@@ -54,6 +54,32 @@ fn request(method: reqwest::Method, url: &str, body: Option<Vec<u8>>) -> Result<
     })
 }
 
+/// `method` `url` with extra `headers` (e.g. `Authorization`), returning the status code and body.
+pub fn http_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<(u16, String)> {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).context("HTTP method")?;
+    block_on(|| async {
+        let mut req = client()?.request(method.clone(), url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body.clone() {
+            req = req.body(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.context("body")?;
+        Ok((status, text))
+    })
+}
+
 /// Whether GET `url` answers 2xx right now.
 pub fn http_ok(url: &str) -> bool {
     matches!(http_get(url), Ok((200..=299, _)))

@@ -53,7 +53,9 @@ pub use cli::{assert_prints_output, last_line_value, synthforge, QUICK_TIMEOUT, 
 pub use cluster::{Coordinator, StateBackend, Worker};
 pub use etcd::Etcd;
 pub use expect::assert_default_generate_rows;
-pub use http::{http_get, http_get_json, http_ok, http_post, http_put, tcp_accepts};
+pub use http::{
+    http_get, http_get_json, http_ok, http_post, http_put, http_with_headers, tcp_accepts,
+};
 pub use job::{JobSpec, SeedFormat, DEFAULT_TEMPLATE};
 pub use mock_backend::MockBackend;
 pub use output::{

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`) driven by
 //! playwright-core from npm (tests/browser/dashboard.mjs) against a coordinator, two worker
 //! processes and a slow mock backend. Checks that progress advances, the chart draws, planted
-//! generated markup shows as text and never runs, and cancel needs the token. Saves
+//! generated markup shows as text and never runs, the page asks for a token and keeps it out of
+//! cookies, and cancel needs the admin token (a read token is refused). Saves
 //! `target/dashboard.png` (and `target/dashboard-cancelled.png`).
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use std::time::Duration;
 use synthforge_tests::*;
 
 const TOKEN: &str = "dash-secret-token";
+/// The read-only token the page is given at its login form.
+const READ_TOKEN: &str = "dash-read-token";
 /// What the mock backend answers for planted rows: markup that would run if inserted as HTML.
 const PLANTED: &str = r#"<script>window.pwned=1</script><img src=x onerror="window.pwned=2">"#;
 const MARKER: &str = "PLANTED-XSS-ROW";
@@ -103,14 +106,26 @@ fn dashboard_in_headless_chromium() {
     let job_file = job.write_to(dir.path());
 
     let env = vec![("SYNTHFORGE_TOKEN".to_string(), TOKEN.to_string())];
-    let coord = Coordinator::start(&StateBackend::Dir(dir.path().join("state")), &env);
+    let coord = Coordinator::start_with_args(
+        &StateBackend::Dir(dir.path().join("state")),
+        &env,
+        &["--read-token", READ_TOKEN],
+    );
     let _w1 = coord.worker("w1", &["--parallel-tasks", "1"]);
     let _w2 = coord.worker("w2", &["--parallel-tasks", "1"]);
     let job_id = coord.submit(&job_file);
     let base = coord.http_url();
 
-    // Read access is open; cancel without the token is refused over plain HTTP too.
-    let (code, _) = http_post(&format!("{base}/api/jobs/{job_id}/cancel"), Vec::new()).unwrap();
+    // Reads need a token; cancel without the admin token is refused over plain HTTP too.
+    let (code, _) = http_get(&format!("{base}/api/jobs")).unwrap();
+    assert_eq!(code, 401, "reads without a token must be refused");
+    let (code, _) = http_with_headers(
+        "POST",
+        &format!("{base}/api/jobs/{job_id}/cancel"),
+        &[("content-type", "application/json")],
+        Some(Vec::new()),
+    )
+    .unwrap();
     assert_eq!(code, 401, "cancel without a token must be refused");
 
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
@@ -123,6 +138,7 @@ fn dashboard_in_headless_chromium() {
         .env("DASHBOARD_URL", format!("{base}/"))
         .env("JOB_ID", &job_id)
         .env("TOKEN", TOKEN)
+        .env("READ_TOKEN", READ_TOKEN)
         .env("PLANTED", PLANTED)
         .env("SCREENSHOT", &shot)
         .env("CHROMIUM", &chromium);
@@ -141,7 +157,16 @@ fn dashboard_in_headless_chromium() {
     );
 
     // The page's cancel reached the coordinator.
-    let view = http_get_json(&format!("{base}/api/jobs/{job_id}")).unwrap();
+    let auth = format!("Bearer {READ_TOKEN}");
+    let (code, body) = http_with_headers(
+        "GET",
+        &format!("{base}/api/jobs/{job_id}"),
+        &[("authorization", &auth)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(view["record"]["state"], "cancelled", "{view}");
     assert!(view["rows_done"].as_u64().unwrap() > 0, "{view}");
 }

@@ -5,9 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rcgen::{CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use security_common::{s, Pki};
 use synthforge_tests::faults::*;
 use synthforge_tests::*;
+
+mod security_common;
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -19,65 +21,6 @@ fn small_job(dir: &Path, backend: &str) -> (Vec<String>, PathBuf, PathBuf) {
     let mut job = JobSpec::new(&seeds, SeedFormat::Parquet, backend, &out);
     job.rows_per_task = 10;
     (ids, job.write_to(dir), out)
-}
-
-/// Test certificates written as PEM files under one directory.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Self {
-        let dir = dir.join("pki");
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    /// A self-signed CA; writes `<name>.pem`.
-    fn ca(&self, name: &str) -> (CertifiedIssuer<'static, KeyPair>, PathBuf) {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("synthforge test {name}"));
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let path = self.dir.join(format!("{name}.pem"));
-        std::fs::write(&path, ca.pem()).unwrap();
-        (ca, path)
-    }
-
-    /// A certificate for localhost/127.0.0.1 signed by `ca`, for a server or a client;
-    /// writes `<name>.crt` and `<name>.key` and returns their paths.
-    fn leaf(
-        &self,
-        ca: &CertifiedIssuer<'static, KeyPair>,
-        name: &str,
-        server: bool,
-    ) -> (PathBuf, PathBuf) {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages = vec![if server {
-            ExtendedKeyUsagePurpose::ServerAuth
-        } else {
-            ExtendedKeyUsagePurpose::ClientAuth
-        }];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &**ca).unwrap();
-        let (crt, keyf) = (
-            self.dir.join(format!("{name}.crt")),
-            self.dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&crt, cert.pem()).unwrap();
-        std::fs::write(&keyf, key.serialize_pem()).unwrap();
-        (crt, keyf)
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// `synthforge submit JOB --coordinator URL EXTRA...`, with no token in the environment.

@@ -9,6 +9,6 @@ pub mod grpc;
 pub mod http;
 pub mod https;
 pub mod metrics;
-pub mod redact;
+pub use synthforge_core::redact;
 pub mod same_origin;
 pub mod tls;

@@ -146,7 +146,7 @@ impl EndpointState {
                     };
                 }
                 Health::Healthy if self.consecutive_failures >= EJECT_AFTER && others_healthy => {
-                    tracing::warn!(endpoint = %self.url, failures = self.consecutive_failures, "endpoint ejected");
+                    tracing::warn!(endpoint = %crate::redact::mask_text(&self.url), failures = self.consecutive_failures, "endpoint ejected");
                     self.health = Health::Ejected {
                         until: now + EJECT_BASE,
                         backoff: EJECT_BASE,
@@ -157,7 +157,7 @@ impl EndpointState {
         } else if !matches!(outcome, Outcome::Cancelled) {
             self.consecutive_failures = 0;
             if !self.is_healthy() {
-                tracing::info!(endpoint = %self.url, "endpoint back in rotation");
+                tracing::info!(endpoint = %crate::redact::mask_text(&self.url), "endpoint back in rotation");
                 self.health = Health::Healthy;
             }
         }

@@ -269,14 +269,14 @@ impl Backend {
                 Ok(r) => r,
                 Err(e) => {
                     let e = self.transport(base, &e);
-                    tracing::warn!(backend = %self.name, endpoint = %base, error = %e, "endpoint unreachable at start");
+                    tracing::warn!(backend = %self.name, endpoint = %crate::redact::mask_text(base), error = %e, "endpoint unreachable at start");
                     unreachable.push(e);
                     continue;
                 }
             };
             if !resp.status().is_success() {
                 // Some servers (older TGI) lack /v1/models; do not block on that.
-                tracing::warn!(backend = %self.name, endpoint = %base, status = %resp.status(), "cannot list models");
+                tracing::warn!(backend = %self.name, endpoint = %crate::redact::mask_text(base), status = %resp.status(), "cannot list models");
                 continue;
             }
             let models: WireModels = resp.json().await.map_err(|e| self.transport(base, &e))?;
@@ -284,7 +284,7 @@ impl Backend {
                 return Err(BackendError::UnknownModel {
                     backend: self.name.clone(),
                     model: self.spec.model.clone(),
-                    endpoint: base.clone(),
+                    endpoint: crate::redact::mask_text(base),
                     served: models
                         .data
                         .iter()
@@ -311,8 +311,9 @@ impl Backend {
         }
         BackendError::Transport {
             backend: self.name.clone(),
-            endpoint: endpoint.to_string(),
-            message,
+            // reqwest's message quotes the URL: neither may show a key embedded in it.
+            endpoint: crate::redact::mask_text(endpoint),
+            message: crate::redact::mask_text(&message),
         }
     }
 
@@ -343,7 +344,7 @@ impl Backend {
             let span = tracing::info_span!(
                 "backend_request",
                 backend = %self.name,
-                endpoint = %slot.url,
+                endpoint = %crate::redact::mask_text(&slot.url),
                 attempt,
                 status = tracing::field::Empty,
             );
@@ -362,7 +363,7 @@ impl Backend {
             let elapsed = started.elapsed();
             match result {
                 Ok(mut resp) => {
-                    resp.endpoint = slot.url.clone();
+                    resp.endpoint = crate::redact::mask_text(&slot.url);
                     self.pool.finish(slot, Outcome::Ok(elapsed));
                     resp.latency_ms = elapsed.as_millis() as u64;
                     resp.attempts = attempt;

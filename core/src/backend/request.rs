@@ -97,7 +97,7 @@ impl Backend {
             return Err(Failure {
                 error: BackendError::Status {
                     backend: self.name.clone(),
-                    endpoint: base.to_string(),
+                    endpoint: crate::redact::mask_text(base),
                     status: status.as_u16(),
                     body: text.chars().take(500).collect(),
                 },

@@ -5,7 +5,42 @@
 'use strict';
 
 const POLL_MS = 1000;
-const state = { selected: null, token: null, messages: {}, detail: null };
+// The token lives in this tab's sessionStorage (gone when the tab closes), never in a cookie:
+// a cookie would be sent by the browser on requests other sites make to this coordinator.
+const TOKEN_KEY = 'synthforge.token';
+const state = {
+  selected: null,
+  token: sessionStorage.getItem(TOKEN_KEY),
+  adminToken: null, // asked for on cancel when the page's token may not cancel; memory only
+  messages: {},
+  detail: null,
+};
+
+class Unauthorized extends Error {}
+
+function authHeaders(token) {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function setToken(t) {
+  state.token = t || null;
+  if (state.token) sessionStorage.setItem(TOKEN_KEY, state.token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+function showLogin(message) {
+  document.getElementById('login').hidden = false;
+  document.getElementById('login-msg').textContent = message || '';
+}
+
+document.getElementById('login-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const input = document.getElementById('token-input');
+  setToken(input.value.trim());
+  input.value = '';
+  document.getElementById('login').hidden = true;
+  poll();
+});
 
 // Builds an element; string children become text nodes (never parsed as HTML).
 function el(tag, props, ...children) {
@@ -51,26 +86,31 @@ function fmtAgo(ms) {
 }
 
 async function getJson(path) {
-  const r = await fetch(path, { cache: 'no-store' });
+  const r = await fetch(path, { cache: 'no-store', headers: authHeaders(state.token) });
+  if (r.status === 401) throw new Unauthorized(`${path}: HTTP 401`);
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
 }
 
 async function cancelJob(id) {
-  if (!state.token) {
-    const t = window.prompt(`Job-API token to cancel ${id}:`);
-    if (t === null) return;
-    state.token = t;
-  }
+  const token = state.adminToken || state.token;
   let msg;
   try {
+    // JSON content type: a request no other site's page can send without a CORS preflight,
+    // which this coordinator does not answer (see serve/same_origin.rs).
     const r = await fetch(`/api/jobs/${encodeURIComponent(id)}/cancel`, {
       method: 'POST',
-      headers: { Authorization: `Bearer ${state.token}` },
+      headers: { ...authHeaders(token), 'Content-Type': 'application/json' },
+      body: '{}',
     });
-    if (r.status === 401) {
-      state.token = null; // ask again next time
-      msg = { ok: false, text: 'refused: wrong or missing token' };
+    if (r.status === 401 || r.status === 403) {
+      state.adminToken = null;
+      const t = window.prompt(`This token may not cancel. Admin token to cancel ${id}:`);
+      if (t) {
+        state.adminToken = t;
+        return cancelJob(id);
+      }
+      msg = { ok: false, text: 'refused: cancelling needs the admin token' };
     } else if (!r.ok) {
       msg = { ok: false, text: `failed: HTTP ${r.status} ${await r.text()}` };
     } else {
@@ -241,9 +281,22 @@ function renderWorkers(workers) {
   }
 }
 
+async function loadInfo() {
+  try {
+    const r = await fetch('/api/info', { cache: 'no-store' });
+    const info = await r.json();
+    document.getElementById('insecure-banner').hidden = !info.insecure;
+    if (info.auth_required && !state.token) showLogin();
+  } catch (e) {
+    // the poll below reports the connection
+  }
+}
+
 let polling = false;
 async function poll() {
   if (polling) return;
+  // Waiting for the user to give a token: do not hammer the API with refused requests.
+  if (!state.token && !document.getElementById('login').hidden) return;
   polling = true;
   const conn = document.getElementById('conn');
   try {
@@ -256,11 +309,18 @@ async function poll() {
     document.getElementById('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
   } catch (e) {
-    conn.textContent = `disconnected (${e.message})`;
+    if (e instanceof Unauthorized) {
+      conn.textContent = 'token required';
+      showLogin(state.token ? 'That token was refused.' : '');
+      setToken(null);
+    } else {
+      conn.textContent = `disconnected (${e.message})`;
+    }
   } finally {
     polling = false;
   }
 }
 
+loadInfo();
 poll();
 setInterval(poll, POLL_MS);

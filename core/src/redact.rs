@@ -1,4 +1,5 @@
-//! Masks credentials wherever a spec, a backend or an error is shown.
+//! Masks credentials wherever a spec, a backend or an error is shown (coordinator APIs, metrics,
+//! the dataset card, and the workers' logs of backend endpoints).
 //!
 //! A backend URL may carry a key (`http://user:key@host/v1`); the job's YAML, the backends the
 //! workers report, `/metrics` labels and error texts all repeat it. Every surface the
