@@ -23,6 +23,7 @@ use synthforge_coordinator::control::scheduler::{Finalizer, Scheduler};
 use synthforge_coordinator::control::store::embedded::EmbeddedStore;
 use synthforge_coordinator::control::store::etcd::EtcdStore;
 use synthforge_coordinator::control::store::{Snapshot, StoreError, TaskStore};
+use synthforge_coordinator::control::task_machine::Backoff;
 use synthforge_coordinator::model::{JobRecord, JobState, TaskRecord, TaskStats};
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
@@ -135,15 +136,25 @@ impl<S: TaskStore> TaskStore for Timed<S> {
     ) -> Result<(), StoreError> {
         self.time(self.inner.complete(j, t, a, f, s)).await
     }
-    async fn fail(&self, j: &str, t: u64, a: u32, e: &str, r: bool) -> Result<(), StoreError> {
-        self.time(self.inner.fail(j, t, a, e, r)).await
+    async fn fail(
+        &self,
+        j: &str,
+        t: u64,
+        a: u32,
+        e: &str,
+        r: bool,
+        nb: u64,
+    ) -> Result<(), StoreError> {
+        self.time(self.inner.fail(j, t, a, e, r, nb)).await
     }
     async fn requeue_expired(
         &self,
         now: u64,
         max: &HashMap<String, u32>,
+        backoff: Backoff,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.time(self.inner.requeue_expired(now, max)).await
+        self.time(self.inner.requeue_expired(now, max, backoff))
+            .await
     }
     async fn load_all(&self) -> Result<Snapshot, StoreError> {
         self.inner.load_all().await

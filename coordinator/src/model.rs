@@ -132,6 +132,10 @@ pub struct TaskRecord {
     pub worker: String,
     pub deadline_ms: u64,
     pub last_error: String,
+    /// A pending task that failed or expired is not leased again before this time (ms since
+    /// the epoch; 0 = at once): the retry backoff set by the task machine.
+    #[serde(default)]
+    pub not_before_ms: u64,
     /// Files of the accepted completion (only the current attempt's).
     pub files: Vec<WrittenFile>,
     pub stats: TaskStats,
@@ -148,6 +152,7 @@ impl TaskRecord {
             worker: String::new(),
             deadline_ms: 0,
             last_error: String::new(),
+            not_before_ms: 0,
             files: Vec::new(),
             stats: TaskStats::default(),
         }

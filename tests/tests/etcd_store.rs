@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use synthforge_coordinator::control::store::etcd::EtcdStore;
 use synthforge_coordinator::control::store::{conformance, StoreError, TaskStore};
+use synthforge_coordinator::control::task_machine::Backoff;
 use synthforge_coordinator::model::{JobRecord, JobState, TaskRecord, TaskState};
 use synthforge_tests::Etcd;
 
@@ -186,8 +187,15 @@ fn large_job_spans_batches_and_pages_and_renewals_stay_in_memory() {
         s.claim("big", 7, 1, "w", 1_000).await.unwrap();
         s.renew("big", 7, 1, 50_000).await.unwrap();
         let max = [("big".to_string(), 3)].into();
-        assert!(s.requeue_expired(10_000, &max).await.unwrap().is_empty());
-        let changed = s.requeue_expired(60_000, &max).await.unwrap();
+        assert!(s
+            .requeue_expired(10_000, &max, Backoff::NONE)
+            .await
+            .unwrap()
+            .is_empty());
+        let changed = s
+            .requeue_expired(60_000, &max, Backoff::NONE)
+            .await
+            .unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(
             (changed[0].task_id, changed[0].state),

@@ -74,6 +74,7 @@ impl Scheduler {
         e.record.state = JobState::Cancelled;
         e.record.finished_ms = now_ms();
         e.pending.clear();
+        e.delayed.clear();
         let rec = e.record.clone();
         drop(inner);
         self.store.update_job(&rec).await?;

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 
 use crate::control::planner;
 use crate::control::store::{StoreError, TaskStore};
-use crate::control::task_machine::{self, TaskEvent};
+use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
 mod finish;
@@ -59,6 +59,8 @@ pub struct Scheduler {
     inner: Mutex<Inner>,
     finalizer: Finalizer,
     pub heartbeat_interval_ms: u64,
+    /// Wait between a task's failed or expired attempt and its next lease.
+    retry_backoff: Backoff,
     changed: tokio::sync::Notify,
     /// Live throughput, backend snapshots and samples for the dashboard and `/metrics`.
     pub telemetry: crate::telemetry::Telemetry,
@@ -85,11 +87,22 @@ pub fn job_id_for(spec: &JobSpec) -> String {
 
 impl Scheduler {
     pub fn new(store: Arc<dyn TaskStore>, finalizer: Finalizer) -> Arc<Self> {
+        Self::with_retry_backoff(store, finalizer, Backoff::DEFAULT)
+    }
+
+    /// A scheduler whose retried tasks wait `retry_backoff` ([`Backoff::NONE`] in tests that are
+    /// not about backoff, so they stay fast).
+    pub fn with_retry_backoff(
+        store: Arc<dyn TaskStore>,
+        finalizer: Finalizer,
+        retry_backoff: Backoff,
+    ) -> Arc<Self> {
         Arc::new(Scheduler {
             store,
             inner: Mutex::new(Inner::default()),
             finalizer,
             heartbeat_interval_ms: 2_000,
+            retry_backoff,
             changed: tokio::sync::Notify::new(),
             telemetry: Default::default(),
         })
@@ -137,7 +150,7 @@ impl Scheduler {
             for t in tasks.iter().filter(|t| t.state == TaskState::Done) {
                 stats.add(&t.stats);
             }
-            let pending = tasks
+            let pending: Vec<u64> = tasks
                 .iter()
                 .filter(|t| t.state == TaskState::Pending)
                 .map(|t| t.task_id)
@@ -146,15 +159,20 @@ impl Scheduler {
                 .iter()
                 .filter(|t| matches!(t.state, TaskState::Done | TaskState::Failed))
                 .count();
-            let entry = JobEntry {
+            let mut entry = JobEntry {
                 record,
                 spec,
                 tasks,
-                pending,
+                pending: Default::default(),
+                delayed: Default::default(),
                 stats,
                 progress: HashMap::new(),
                 ended,
             };
+            let now = now_ms();
+            for task_id in pending {
+                entry.requeue(task_id, now);
+            }
             if !entry.record.state.is_terminal() && entry.all_ended() {
                 to_finalize.push(entry.record.id.clone());
             }
@@ -228,6 +246,7 @@ impl Scheduler {
         }
         let entry = JobEntry {
             pending: tasks.iter().map(|t| t.task_id).collect(),
+            delayed: Default::default(),
             record,
             spec: Arc::new(spec),
             tasks,
@@ -431,17 +450,20 @@ impl Scheduler {
         };
         let retry = !permanent
             && task_machine::retry_allowed(t.attempt, entry.spec.scheduling.max_attempts);
+        let now = now_ms();
+        let not_before_ms = now + self.retry_backoff.delay_ms(job_id, task_id, attempt);
         let event = TaskEvent::Fail {
             attempt,
             error,
             retry,
+            not_before_ms,
         };
         let Ok(next) = task_machine::transition(t, &event) else {
             return Ok(());
         };
         match self
             .store
-            .fail(job_id, task_id, attempt, error, retry)
+            .fail(job_id, task_id, attempt, error, retry, not_before_ms)
             .await
         {
             Ok(()) => {}
@@ -451,7 +473,7 @@ impl Scheduler {
         entry.progress.remove(&task_id);
         entry.tasks[task_id as usize] = next;
         if retry {
-            entry.pending.push_back(task_id);
+            entry.requeue(task_id, now);
         } else {
             entry.ended += 1;
         }
@@ -484,7 +506,11 @@ impl Scheduler {
             .values()
             .map(|e| (e.record.id.clone(), e.spec.scheduling.max_attempts))
             .collect();
-        let changed = self.store.requeue_expired(now_ms(), &attempts).await?;
+        let now = now_ms();
+        let changed = self
+            .store
+            .requeue_expired(now, &attempts, self.retry_backoff)
+            .await?;
         let mut finished = Vec::new();
         for t in &changed {
             let Some(entry) = inner.job_mut(&t.job_id) else {
@@ -504,7 +530,7 @@ impl Scheduler {
                 *mem = t.clone();
             }
             if t.state == TaskState::Pending {
-                entry.pending.push_back(t.task_id);
+                entry.requeue(t.task_id, now);
             }
             let ended_now = entry.all_ended() && entry.record.state == JobState::Running;
             if let Some(w) = lost_by.and_then(|w| inner.workers.get_mut(&w)) {

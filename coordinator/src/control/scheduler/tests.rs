@@ -25,6 +25,11 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_backoff(Backoff::NONE)
+    }
+
+    /// A harness whose retried tasks wait `backoff` before their next lease.
+    fn with_backoff(backoff: Backoff) -> Self {
         let store = Arc::new(EmbeddedStore::in_memory());
         let finalized: Arc<Mutex<Vec<Vec<TaskRecord>>>> = Arc::default();
         let calls = finalized.clone();
@@ -33,7 +38,7 @@ impl Harness {
             Box::pin(async { Ok(()) })
         });
         Harness {
-            sched: Scheduler::new(store.clone(), finalizer),
+            sched: Scheduler::with_retry_backoff(store.clone(), finalizer, backoff),
             store,
             finalized,
             dir: tempfile::tempdir().unwrap(),
@@ -434,4 +439,48 @@ async fn recovery_keeps_outstanding_leases_alive() {
     let next = leader.lease("w2").await.unwrap().expect("the other task");
     assert_ne!(next.task_id, l.task_id);
     assert_eq!(next.attempt, 1);
+}
+
+#[tokio::test]
+async fn a_retried_task_is_not_leased_again_before_its_backoff() {
+    let backoff = Backoff {
+        base_ms: 200,
+        cap_ms: 10_000,
+    };
+    let h = Harness::with_backoff(backoff);
+    let job = h.submit("backoff", 1, SHORT_LEASE_S, 3).await;
+    let l1 = h.lease("w1").await;
+    let failed_at = now_ms();
+    h.sched
+        .fail("w1", &job, 0, l1.attempt, "backend down", false)
+        .await
+        .unwrap();
+    let stored = h.stored(&job, 0).await;
+    assert_eq!(stored.state, TaskState::Pending);
+    assert!(
+        stored.not_before_ms >= failed_at + 100,
+        "the store keeps the backoff: {} vs {failed_at}",
+        stored.not_before_ms
+    );
+    assert!(
+        h.sched.lease("w1").await.unwrap().is_none(),
+        "still backing off"
+    );
+    assert_eq!(h.view(&job).await.tasks_pending, 1);
+    tokio::time::sleep(Duration::from_millis(
+        stored.not_before_ms.saturating_sub(now_ms()) + 5,
+    ))
+    .await;
+    let l2 = h.lease("w1").await;
+    assert_eq!(l2.attempt, 2);
+    // An expired lease backs off too (attempt 2: between 200 and 400 ms).
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    h.sched.requeue_expired().await.unwrap();
+    let stored = h.stored(&job, 0).await;
+    assert_eq!(stored.state, TaskState::Pending);
+    assert!(stored.not_before_ms >= now_ms() + 100 - 80);
+    assert!(
+        h.sched.lease("w2").await.unwrap().is_none(),
+        "expiry backs off"
+    );
 }

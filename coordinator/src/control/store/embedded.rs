@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use synthforge_core::sink::WrittenFile;
 
 use super::{Snapshot, StoreError, TaskStore};
-use crate::control::task_machine::{self, TaskEvent};
+use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, TaskRecord, TaskStats};
 
 #[derive(Serialize, Deserialize)]
@@ -255,11 +255,13 @@ impl TaskStore for EmbeddedStore {
         attempt: u32,
         error: &str,
         retry: bool,
+        not_before_ms: u64,
     ) -> Result<(), StoreError> {
         let event = TaskEvent::Fail {
             attempt,
             error,
             retry,
+            not_before_ms,
         };
         self.with(|s| {
             let t = transition_task(s, job_id, task_id, &event)?;
@@ -271,6 +273,7 @@ impl TaskStore for EmbeddedStore {
         &self,
         now_ms: u64,
         max_attempts: &std::collections::HashMap<String, u32>,
+        backoff: Backoff,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         self.with(|s| {
             let mut changed = Vec::new();
@@ -281,6 +284,7 @@ impl TaskStore for EmbeddedStore {
                         .get(job_id)
                         .copied()
                         .unwrap_or(task_machine::DEFAULT_MAX_ATTEMPTS),
+                    backoff,
                 };
                 // The cheap test first: most of a million tasks hold no lease.
                 for t in tasks
