@@ -245,7 +245,7 @@ async fn run<S: TaskStore + 'static>(a: &Args, store: Arc<Timed<S>>) {
         rss_mib()
     );
 
-    let noop: Finalizer = Arc::new(|_, _, _| Box::pin(async { Ok(()) }));
+    let noop: Finalizer = Arc::new(|_, _, _, _| Box::pin(async { Ok(Default::default()) }));
     let sched = Scheduler::new(store.clone(), noop);
     let t = Instant::now();
     sched.recover().await.expect("recover");

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use synthforge_core::manifest::Manifest;
 use synthforge_core::now_ms;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::JobSpec;
@@ -23,6 +24,7 @@ use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
 mod finish;
 mod lease;
+mod outcome;
 mod state;
 
 use state::{Inner, JobEntry};
@@ -43,13 +45,21 @@ pub enum SchedError {
     Busy(String),
 }
 
+/// Asked right before each side effect outside the state store (finalization's object-store
+/// writes and deletes): `Err` when this coordinator is no longer the leader and must stop.
+/// Built from [`TaskStore::check_leader`].
+pub type LeaderCheck =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 /// Called when a job's tasks have all ended, to write the manifest (and run whole-job steps).
+/// Returns the stored manifest, whose failure reasons the job's outcome summarises.
 pub type Finalizer = Arc<
     dyn Fn(
             JobRecord,
             Arc<JobSpec>,
             Vec<TaskRecord>,
-        ) -> futures::future::BoxFuture<'static, Result<(), String>>
+            LeaderCheck,
+        ) -> futures::future::BoxFuture<'static, Result<Manifest, String>>
         + Send
         + Sync,
 >;

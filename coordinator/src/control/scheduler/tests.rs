@@ -33,9 +33,9 @@ impl Harness {
         let store = Arc::new(EmbeddedStore::in_memory());
         let finalized: Arc<Mutex<Vec<Vec<TaskRecord>>>> = Arc::default();
         let calls = finalized.clone();
-        let finalizer: Finalizer = Arc::new(move |_job, _spec, tasks| {
+        let finalizer: Finalizer = Arc::new(move |_job, _spec, tasks, _leader| {
             calls.lock().unwrap().push(tasks);
-            Box::pin(async { Ok(()) })
+            Box::pin(async { Ok(Manifest::default()) })
         });
         Harness {
             sched: Scheduler::with_retry_backoff(store.clone(), finalizer, backoff),

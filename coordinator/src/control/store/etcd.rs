@@ -403,6 +403,18 @@ impl TaskStore for EtcdStore {
             .await
     }
 
+    /// Asks etcd whether the election key still has the revision this coordinator won with
+    /// (the fence every write of this store carries), with an empty fenced transaction.
+    async fn check_leader(&self) -> Result<(), StoreError> {
+        match self.cas(Vec::new(), Vec::new()).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Conflict(
+                "leadership lost: the election key is gone or belongs to another coordinator"
+                    .into(),
+            )),
+        }
+    }
+
     async fn requeue_expired(
         &self,
         now_ms: u64,

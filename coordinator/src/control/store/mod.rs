@@ -103,4 +103,11 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<Vec<TaskRecord>, StoreError>;
 
     async fn load_all(&self) -> Result<Snapshot, StoreError>;
+
+    /// Whether this coordinator may still act as the leader, asked right before a side effect
+    /// outside the store (finalization's object-store writes). `Conflict` when it may not. A
+    /// store without an election (embedded, a single etcd coordinator) always answers yes.
+    async fn check_leader(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
