@@ -49,6 +49,21 @@ pub struct JobRecord {
     pub created_ms: u64,
     pub finished_ms: u64,
     pub error: String,
+    /// The input objects as they were at submit: resuming the job checks them again and
+    /// refuses if any changed (empty for jobs stored before fingerprints existed).
+    #[serde(default)]
+    pub input_fingerprint: Vec<InputObject>,
+}
+
+/// One input object as listed at submit: enough to tell that it changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputObject {
+    pub url: String,
+    pub size: u64,
+    /// The store's entity tag (local files: inode, mtime and size), when it has one.
+    #[serde(default)]
+    pub e_tag: Option<String>,
+    pub last_modified_ms: i64,
 }
 
 /// Where a task is in its life; the rules that move it are in

@@ -304,6 +304,7 @@ output: {path: /tmp/out}
             created_ms: 0,
             finished_ms: 0,
             error: String::new(),
+            input_fingerprint: Vec::new(),
         };
         let mut stats = TaskStats {
             rows_out: 9,
@@ -351,6 +352,7 @@ output: {path: /tmp/out}
             created_ms: 0,
             finished_ms: 0,
             error: String::new(),
+            input_fingerprint: Vec::new(),
         };
         let mut m = Manifest::new("f-1", "f", vec![]);
         m.seed_rows = 10;

@@ -17,10 +17,10 @@ use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::JobSpec;
 use tokio::sync::Mutex;
 
-use crate::control::planner;
 use crate::control::store::{StoreError, TaskStore};
 use crate::control::task_machine::{self, Backoff, TaskEvent};
-use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
+use crate::control::{fingerprint, planner};
+use crate::model::{InputObject, JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
 mod finish;
 mod lease;
@@ -43,6 +43,10 @@ pub enum SchedError {
     /// Transient: the caller should retry shortly.
     #[error("busy: {0}")]
     Busy(String),
+    /// The job exists, but its input changed since it was submitted: resuming it would mix
+    /// old and new input (start over with a new job id, `synthforge run --fresh`).
+    #[error("input of job `{job}` changed since it was submitted: {}; run with --fresh to start over", changes.join("; "))]
+    InputChanged { job: String, changes: Vec<String> },
 }
 
 /// Asked right before each side effect outside the state store (finalization's object-store
@@ -208,8 +212,18 @@ impl Scheduler {
         let id = requested_id
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| job_id_for(&spec));
-        if let Some(e) = self.inner.lock().await.job(&id) {
-            return Ok(e.view());
+        if !(0.0..=1.0).contains(&spec.scheduling.max_failed_fraction) {
+            return Err(SchedError::InvalidJob(format!(
+                "scheduling.max_failed_fraction must be between 0 and 1, not {}",
+                spec.scheduling.max_failed_fraction
+            )));
+        }
+        let input_fingerprint = fingerprint::fingerprint(&spec)
+            .await
+            .map_err(planner::PlanError::from)?;
+        let existing = self.inner.lock().await.job(&id).map(|e| e.view());
+        if let Some(view) = existing {
+            return Self::resume(view, &input_fingerprint);
         }
         let started = std::time::Instant::now();
         let plan = planner::plan(&spec).await?;
@@ -225,6 +239,7 @@ impl Scheduler {
             created_ms: now_ms(),
             finished_ms: 0,
             error: String::new(),
+            input_fingerprint,
         };
         let tasks: Vec<TaskRecord> = plan
             .tasks
@@ -273,6 +288,24 @@ impl Scheduler {
         }
         self.changed.notify_waiters();
         Ok(view)
+    }
+
+    /// Re-submitting a known job: its view, if the input is as it was at submit.
+    fn resume(view: JobView, now: &[InputObject]) -> Result<JobView, SchedError> {
+        let stored = &view.record.input_fingerprint;
+        if stored.is_empty() {
+            // Stored before fingerprints existed: nothing to compare with.
+            return Ok(view);
+        }
+        let changes = fingerprint::changes(stored, now);
+        if changes.is_empty() {
+            return Ok(view);
+        }
+        tracing::warn!(job = %view.record.id, ?changes, "re-submitted job refused: input changed");
+        Err(SchedError::InputChanged {
+            job: view.record.id,
+            changes,
+        })
     }
 
     pub async fn register_worker(&self, id: &str, address: &str, slots: u32) {

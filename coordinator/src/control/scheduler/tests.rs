@@ -47,6 +47,14 @@ impl Harness {
 
     /// Submits a job of `tasks` one-row tasks; returns its id.
     async fn submit(&self, name: &str, tasks: u64, lease_s: f64, max_attempts: u32) -> String {
+        let yaml = self.job_yaml(name, tasks, lease_s, max_attempts);
+        let view = self.sched.submit(&yaml, None).await.unwrap();
+        assert_eq!(view.record.tasks_total, tasks);
+        view.record.id
+    }
+
+    /// Writes a seed file of `tasks` rows and returns the spec of a job over it.
+    fn job_yaml(&self, name: &str, tasks: u64, lease_s: f64, max_attempts: u32) -> String {
         let seed = self.dir.path().join(format!("{name}.jsonl"));
         let rows: String = (0..tasks)
             .map(|i| format!("{{\"id\": \"r{i}\", \"text\": \"row {i}\"}}\n"))
@@ -76,9 +84,7 @@ scheduling:
             seed = seed.display(),
             out = self.dir.path().join(format!("{name}-out")).display(),
         );
-        let view = self.sched.submit(&yaml, None).await.unwrap();
-        assert_eq!(view.record.tasks_total, tasks);
-        view.record.id
+        yaml
     }
 
     async fn lease(&self, worker: &str) -> Lease {
@@ -482,5 +488,32 @@ async fn a_retried_task_is_not_leased_again_before_its_backoff() {
     assert!(
         h.sched.lease("w2").await.unwrap().is_none(),
         "expiry backs off"
+    );
+}
+
+#[tokio::test]
+async fn resubmitting_a_job_whose_input_changed_is_refused_naming_the_file() {
+    let h = Harness::new();
+    let yaml = h.job_yaml("grown", 2, LONG_LEASE_S, 3);
+    let first = h.sched.submit(&yaml, None).await.unwrap();
+    let again = h.sched.submit(&yaml, None).await.unwrap();
+    assert_eq!(again.record.id, first.record.id, "unchanged input: resumed");
+    // The seed file grows from 2 to 4 rows.
+    let seed = h.dir.path().join("grown.jsonl");
+    let rows: String = (0..4)
+        .map(|i| format!("{{\"id\": \"r{i}\", \"text\": \"row {i}\"}}\n"))
+        .collect();
+    std::fs::write(&seed, rows).unwrap();
+    let err = h.sched.submit(&yaml, None).await.unwrap_err();
+    assert!(matches!(err, SchedError::InputChanged { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("grown.jsonl: size") && msg.contains("--fresh"),
+        "{msg}"
+    );
+    assert_eq!(
+        h.view(&first.record.id).await.record.tasks_total,
+        2,
+        "job untouched"
     );
 }

@@ -21,6 +21,7 @@ fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
         created_ms: 1,
         finished_ms: 0,
         error: String::new(),
+        input_fingerprint: Vec::new(),
     };
     let ts = (0..tasks)
         .map(|i| {
