@@ -382,7 +382,12 @@ async fn main() {
                 nanos: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
             });
-            run(&a, timed).await;
+            run(&a, timed.clone()).await;
+            let calls = timed.calls.load(Ordering::Relaxed);
+            println!(
+                "log fsyncs: {} for {calls} timed store calls (group commit)",
+                timed.inner.fsyncs()
+            );
         }
         "etcd" => {
             let prefix = format!("/bench-{}", synthforge_core::now_ms());

@@ -9,7 +9,8 @@ use super::{StoreError, TaskStore};
 use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
-fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
+/// A job `id` of `tasks` pending one-row tasks, as the suite creates them.
+pub(crate) fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
     let j = JobRecord {
         id: id.into(),
         name: "conformance".into(),
