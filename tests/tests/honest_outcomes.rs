@@ -49,7 +49,10 @@ fn a_job_whose_every_row_fails_ends_failed_with_a_non_zero_exit_and_says_why() {
     assert_eq!(manifest["failures"], 20, "{manifest:#}");
     let accounting = &manifest["accounting"];
     assert_eq!(
-        (accounting["seed_rows"].as_u64(), accounting["difference"].as_i64()),
+        (
+            accounting["seed_rows"].as_u64(),
+            accounting["difference"].as_i64()
+        ),
         (Some(20), Some(0)),
         "every seed row is accounted for: {manifest:#}"
     );
@@ -93,7 +96,11 @@ fn a_grown_seed_file_is_refused_on_resume_and_fresh_starts_over() {
         "{}",
         again.describe()
     );
-    assert_eq!(read_output(&out).rows.len(), 8, "the old result is untouched");
+    assert_eq!(
+        read_output(&out).rows.len(),
+        8,
+        "the old result is untouched"
+    );
 
     run(dir.path(), &job_file, &["--fresh"]).assert_success();
     let output = read_output(&out);
