@@ -169,6 +169,45 @@ fn deposed_leader_writes_are_fenced_off() {
     });
 }
 
+/// The check the finalizer makes before each object-store side effect follows the same fence
+/// as the store's writes.
+#[test]
+fn the_leader_check_follows_the_election_key() {
+    let etcd = Etcd::start();
+    rt().block_on(async {
+        let s = store(&etcd, "/check").await;
+        s.check_leader().await.expect("no election: always leader");
+        let mut kv = s.client().kv_client();
+        kv.put("/check/leader/a", "me", None).await.unwrap();
+        let rev = kv
+            .get("/check/leader/a", None)
+            .await
+            .unwrap()
+            .kvs()
+            .first()
+            .unwrap()
+            .create_revision();
+        s.set_fence(Some((b"/check/leader/a".to_vec(), rev)));
+        s.check_leader().await.expect("leading");
+        // Another coordinator's key under the same name does not make this one leader again.
+        kv.delete("/check/leader/a", None).await.unwrap();
+        assert!(matches!(
+            s.check_leader().await,
+            Err(StoreError::Conflict(_))
+        ));
+        kv.put("/check/leader/a", "other", None).await.unwrap();
+        assert!(matches!(
+            s.check_leader().await,
+            Err(StoreError::Conflict(_))
+        ));
+        s.set_fence(None);
+        assert!(matches!(
+            s.check_leader().await,
+            Err(StoreError::Conflict(_))
+        ));
+    });
+}
+
 #[test]
 fn large_job_spans_batches_and_pages_and_renewals_stay_in_memory() {
     let etcd = Etcd::start();
