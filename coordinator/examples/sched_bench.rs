@@ -173,7 +173,7 @@ fn job(id: &str, n: u64) -> (JobRecord, Vec<TaskRecord>) {
         created_ms: synthforge_core::now_ms(),
         finished_ms: 0,
         error: String::new(),
-        input_fingerprint: Vec::new(),
+        input_fingerprint: Default::default(),
     };
     let tasks = (0..n)
         .map(|i| {

@@ -52,7 +52,30 @@ pub struct JobRecord {
     /// The input objects as they were at submit: resuming the job checks them again and
     /// refuses if any changed (empty for jobs stored before fingerprints existed).
     #[serde(default)]
-    pub input_fingerprint: Vec<InputObject>,
+    pub input_fingerprint: InputFingerprint,
+}
+
+/// The input as listed at submit, in a form whose size stays bounded: the job record is one
+/// etcd value (1.5 MiB request limit by default) and inputs can have many thousands of objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFingerprint {
+    /// Every object, for inputs of up to a thousand objects: changes are named with sizes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<InputObject>,
+    /// Larger inputs: a hash of (URL, size, e-tag, mtime) per object, sorted. Changed and added
+    /// objects are still named (from a new listing); removed ones are counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashes: Vec<u64>,
+    /// Inputs too large even for hashes: one hash over all objects, and their number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<(u64, u64)>,
+}
+
+impl InputFingerprint {
+    /// True for jobs stored before fingerprints existed (and empty inputs): nothing to check.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.hashes.is_empty() && self.digest.is_none()
+    }
 }
 
 /// One input object as listed at submit: enough to tell that it changed since.

@@ -304,7 +304,7 @@ output: {path: /tmp/out}
             created_ms: 0,
             finished_ms: 0,
             error: String::new(),
-            input_fingerprint: Vec::new(),
+            input_fingerprint: Default::default(),
         };
         let mut stats = TaskStats {
             rows_out: 9,
@@ -352,7 +352,7 @@ output: {path: /tmp/out}
             created_ms: 0,
             finished_ms: 0,
             error: String::new(),
-            input_fingerprint: Vec::new(),
+            input_fingerprint: Default::default(),
         };
         let mut m = Manifest::new("f-1", "f", vec![]);
         m.seed_rows = 10;

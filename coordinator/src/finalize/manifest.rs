@@ -199,7 +199,7 @@ mod tests {
             created_ms: 0,
             finished_ms: 0,
             error: String::new(),
-            input_fingerprint: Vec::new(),
+            input_fingerprint: Default::default(),
         }
     }
 

@@ -218,12 +218,12 @@ impl Scheduler {
                 spec.scheduling.max_failed_fraction
             )));
         }
-        let input_fingerprint = fingerprint::fingerprint(&spec)
+        let input_now = fingerprint::list(&spec)
             .await
             .map_err(planner::PlanError::from)?;
         let existing = self.inner.lock().await.job(&id).map(|e| e.view());
         if let Some(view) = existing {
-            return Self::resume(view, &input_fingerprint);
+            return Self::resume(view, &input_now);
         }
         let started = std::time::Instant::now();
         let plan = planner::plan(&spec).await?;
@@ -239,7 +239,7 @@ impl Scheduler {
             created_ms: now_ms(),
             finished_ms: 0,
             error: String::new(),
-            input_fingerprint,
+            input_fingerprint: fingerprint::record(input_now),
         };
         let tasks: Vec<TaskRecord> = plan
             .tasks

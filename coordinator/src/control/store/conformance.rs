@@ -22,7 +22,7 @@ pub(crate) fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
         created_ms: 1,
         finished_ms: 0,
         error: String::new(),
-        input_fingerprint: Vec::new(),
+        input_fingerprint: Default::default(),
     };
     let ts = (0..tasks)
         .map(|i| {

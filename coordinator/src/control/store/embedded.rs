@@ -27,7 +27,8 @@ use crate::model::{JobRecord, TaskRecord, TaskStats};
 
 #[derive(Serialize, Deserialize)]
 enum LogEntry {
-    Job(JobRecord),
+    /// Boxed: a job record is far larger than the task list's handle (serialized the same).
+    Job(Box<JobRecord>),
     Tasks(Vec<TaskRecord>),
 }
 
@@ -107,7 +108,7 @@ impl EmbeddedStore {
         {
             let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
             for job in state.jobs.values() {
-                write_entry(&mut w, &LogEntry::Job(job.clone()))?;
+                write_entry(&mut w, &LogEntry::Job(Box::new(job.clone())))?;
             }
             for tasks in state.tasks.values() {
                 for chunk in tasks.chunks(10_000) {
@@ -225,7 +226,7 @@ fn apply(state: &mut State, e: LogEntry) {
     match e {
         LogEntry::Job(j) => {
             state.tasks.entry(j.id.clone()).or_default();
-            state.jobs.insert(j.id.clone(), j);
+            state.jobs.insert(j.id.clone(), *j);
         }
         LogEntry::Tasks(ts) => {
             for t in ts {
@@ -281,7 +282,7 @@ impl TaskStore for EmbeddedStore {
                 }
                 // The job record last: a crash mid-creation leaves orphan tasks, never a job
                 // with missing tasks.
-                write_entry(w, &LogEntry::Job(job.clone()))?;
+                write_entry(w, &LogEntry::Job(Box::new(job.clone())))?;
                 w.flush().map_err(io)?;
                 seq = self.appended();
             }
@@ -298,7 +299,7 @@ impl TaskStore for EmbeddedStore {
                 return Err(StoreError::NotFound(format!("job {}", job.id)));
             }
             s.jobs.insert(job.id.clone(), job.clone());
-            Ok(((), Some(LogEntry::Job(job.clone()))))
+            Ok(((), Some(LogEntry::Job(Box::new(job.clone())))))
         })
         .await
     }
