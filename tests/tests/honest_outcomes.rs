@@ -3,8 +3,13 @@
 //! resumed from the old result.
 
 use std::path::Path;
+use std::time::Duration;
 
+use synthforge_tests::faults::*;
 use synthforge_tests::*;
+
+/// Waiting for one step of a multi-process scenario.
+const STEP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// `synthforge run JOB --state-dir DIR/state --workers 2 --no-progress` to its end.
 fn run(dir: &Path, job_file: &Path, extra: &[&str]) -> Finished {
@@ -106,4 +111,62 @@ fn a_grown_seed_file_is_refused_on_resume_and_fresh_starts_over() {
     let output = read_output(&out);
     assert_eq!(output.rows.len(), 32);
     assert_accounted(&ids, &output);
+}
+
+#[test]
+fn a_task_out_of_attempts_is_recorded_in_the_manifest_and_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = dir.path().join("seeds.jsonl");
+    write_jsonl_seed(&seeds, 20);
+    // Requests take 1.5 s, so a worker frozen right after leasing still holds its task when its
+    // 1 s lease runs out; one attempt per task, so that expiry fails the task.
+    let mock = MockBackend::start(&["--latency-ms", "1500"]);
+    let out = dir.path().join("out");
+    let mut job = JobSpec::new(&seeds, SeedFormat::Jsonl, &mock.url(), &out);
+    job.rows_per_task = 10;
+    job.extra_yaml = scheduling_yaml(1.0, 1);
+    let job_file = job.write_to(dir.path());
+    let state = StateBackend::Dir(dir.path().join("state"));
+    let mut coord = Coordinator::start(&state, &[]);
+    let job_id = coord.submit(&job_file);
+
+    let mut victim = coord.worker("victim", &["--parallel-tasks", "1"]);
+    let leased_by_victim = |coord: &mut Coordinator| {
+        log_lines_with(coord.proc(), &["task leased", "worker=\"victim\""])
+    };
+    wait_or_panic("the victim to lease a task", STEP_TIMEOUT, || {
+        !leased_by_victim(&mut coord).is_empty()
+    });
+    victim.proc().pause();
+    let lost_task = task_ids(&leased_by_victim(&mut coord))[0];
+    let _steady = coord.worker("steady", &[]);
+    let status = wait_job_end(&coord, &job_id, STEP_TIMEOUT);
+    victim.proc().resume();
+    assert_eq!(status["state"], "failed", "{status}");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(error.contains("1 of 2 tasks failed"), "{status}");
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).unwrap()).unwrap();
+    let failed = manifest["failed_tasks"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{manifest:#}");
+    assert_eq!(failed[0]["task_id"], lost_task, "{manifest:#}");
+    assert_eq!(failed[0]["rows"], 10, "{manifest:#}");
+    assert!(
+        failed[0]["error"].as_str().unwrap().contains("expired"),
+        "{manifest:#}"
+    );
+    assert_eq!(manifest["rows"], 10, "{manifest:#}");
+    assert_eq!(
+        manifest["accounting"]["failed_task_rows"], 10,
+        "{manifest:#}"
+    );
+    assert_eq!(manifest["accounting"]["difference"], 0, "{manifest:#}");
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        card.contains("Failed tasks (their seed rows are missing)")
+            && card.contains("10 rows from row")
+            && card.contains("| rows of failed tasks | 10 |"),
+        "{card}"
+    );
 }
