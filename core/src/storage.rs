@@ -29,6 +29,14 @@ pub enum StorageError {
     NothingMatches(String),
 }
 
+impl StorageError {
+    /// Whether trying again later may succeed: a store can be unreachable for a while, but a
+    /// malformed URL stays malformed. (An empty match may fill up, as objects get written.)
+    pub fn retryable(&self) -> bool {
+        !matches!(self, StorageError::BadUrl { .. })
+    }
+}
+
 /// A store plus a path inside it; `url` is kept for messages and for re-opening elsewhere.
 #[derive(Clone, Debug)]
 pub struct Location {
