@@ -3,6 +3,7 @@
 //! each task exactly once (the coordinator fences stale attempts).
 
 pub mod client;
+pub mod error;
 pub mod pipeline;
 pub mod task;
 pub mod tls;
