@@ -29,6 +29,29 @@ pub(super) async fn plan(
     Ok(tasks)
 }
 
+/// Bytes a preview reads at most: enough for the first lines of any sane file.
+const PREVIEW_BYTES: u64 = 4 << 20;
+
+/// The first `rows` lines of an object of `object_size` bytes, reading at most
+/// [`PREVIEW_BYTES`] of it.
+pub(super) fn preview_slice(
+    format: InputFormat,
+    object_url: &str,
+    object_size: u64,
+    rows: u64,
+) -> TaskSlice {
+    TaskSlice {
+        object_url: object_url.to_string(),
+        format,
+        row_start: 0,
+        row_count: rows,
+        byte_start: 0,
+        byte_end: object_size.min(PREVIEW_BYTES),
+        row_groups: vec![],
+        global_row_start: 0,
+    }
+}
+
 async fn plan_object(
     loc: &Location,
     format: InputFormat,

@@ -149,6 +149,24 @@ pub async fn plan_tasks(input: &InputSpec, objects: &[Location]) -> Result<Input
     })
 }
 
+/// A slice of the first `rows` rows of one object, for previews (`validate`, the dashboard's
+/// samples) that read a few rows without planning the input. `object_size` bounds a line
+/// format's read. `None` for a taxonomy: its rows are the leaves of a tree, not of one object.
+pub fn preview_slice(
+    format: InputFormat,
+    object_url: &str,
+    object_size: u64,
+    rows: u64,
+) -> Option<TaskSlice> {
+    match format {
+        InputFormat::Parquet => Some(parquet_file::preview_slice(object_url, rows)),
+        InputFormat::Jsonl | InputFormat::Text => {
+            Some(lines::preview_slice(format, object_url, object_size, rows))
+        }
+        InputFormat::Taxonomy => None,
+    }
+}
+
 fn short_name(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
 }

@@ -90,6 +90,20 @@ fn plan_object(url: &str, groups: &[u64], budget: &mut PlanBudget, tasks: &mut V
     }
 }
 
+/// The first `rows` rows of a Parquet object: read from its first row group on.
+pub(super) fn preview_slice(object_url: &str, rows: u64) -> TaskSlice {
+    TaskSlice {
+        object_url: object_url.to_string(),
+        format: InputFormat::Parquet,
+        row_start: 0,
+        row_count: rows,
+        byte_start: 0,
+        byte_end: 0,
+        row_groups: vec![0],
+        global_row_start: 0,
+    }
+}
+
 /// A reader error: I/O underneath (worth another try) or a file that is not valid Parquet.
 fn parquet_error(url: &str, e: ParquetError) -> SeedError {
     let url = url.to_string();
