@@ -89,7 +89,10 @@ impl TaskRunner {
         hb.abort();
         let end = match end {
             Err(e) => {
-                tracing::warn!(error = %e, permanent = e.permanent(), "task failed");
+                tracing::debug!(
+                    permanent = e.permanent(),
+                    "reporting the failure to the coordinator"
+                );
                 let _ = self
                     .client
                     .fail(fail_request(&self.worker_id, &lease, &e))
