@@ -159,6 +159,9 @@ impl<S: TaskStore> TaskStore for Timed<S> {
     async fn load_all(&self) -> Result<Snapshot, StoreError> {
         self.inner.load_all().await
     }
+    async fn check_leader(&self) -> Result<(), StoreError> {
+        self.inner.check_leader().await
+    }
 }
 
 fn job(id: &str, n: u64) -> (JobRecord, Vec<TaskRecord>) {

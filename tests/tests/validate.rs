@@ -80,3 +80,47 @@ fn validate_rejects_missing_text_column() {
         done.describe()
     );
 }
+
+/// `job` with `stages` (YAML list entries) appended to its pipeline, validated.
+fn validate_with_stages(dir: &Path, job: &JobSpec, stages: &str) -> Finished {
+    let yaml = job
+        .to_yaml()
+        .replace("backends:\n", &format!("{stages}backends:\n"));
+    let job_file = dir.join("job.yaml");
+    std::fs::write(&job_file, yaml).unwrap();
+    synthforge(["validate"])
+        .arg(job_file)
+        .run_to_end(QUICK_TIMEOUT)
+}
+
+#[test]
+fn validate_names_a_misspelt_stage_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = seeded_job(dir.path());
+    for (stages, field) in [
+        (
+            "  - stage: pii\n    columns: [txt]\n",
+            "pipeline[1].columns",
+        ),
+        (
+            "  - stage: decontaminate\n    benchmark: b.jsonl\n    fields: [completion, txt]\n",
+            "pipeline[1].fields",
+        ),
+        (
+            "  - stage: dedup\n    columns: [txt]\n",
+            "pipeline[1].columns",
+        ),
+    ] {
+        let done = validate_with_stages(dir.path(), &job, stages);
+        done.assert_failure();
+        let text = done.combined();
+        assert!(
+            text.contains(field) && text.contains("`txt`"),
+            "the error must name {field} and the column `txt`\n{}",
+            done.describe()
+        );
+    }
+    let good =
+        "  - stage: pii\n    columns: [text]\n  - stage: dedup\n    columns: [completion, text]\n";
+    validate_with_stages(dir.path(), &job, good).assert_success();
+}

@@ -21,21 +21,25 @@ pub enum ClientError {
 pub struct CoordinatorClient {
     addresses: Vec<String>,
     token: Option<String>,
-    /// TLS towards the coordinator (from [`crate::tls::set_process_tls`]); `None`: plaintext.
+    /// TLS towards the coordinator; `None`: plaintext.
     tls: Option<tonic::transport::ClientTlsConfig>,
     current: Mutex<(usize, Option<WorkerServiceClient<Channel>>)>,
 }
 
 impl CoordinatorClient {
-    /// `addresses`: one or more `http://host:port` URLs (comma-separated lists are split).
-    pub fn new(addresses: &[String], token: Option<String>) -> Result<Self, ClientError> {
+    /// `addresses`: one or more `http://host:port` URLs (comma-separated lists are split);
+    /// with `tls` they are used as `https://`.
+    pub fn new(
+        addresses: &[String],
+        token: Option<String>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Result<Self, ClientError> {
         let addresses: Vec<String> = addresses
             .iter()
             .flat_map(|a| a.split(','))
             .map(|a| a.trim().to_string())
             .filter(|a| !a.is_empty())
             .collect();
-        let tls = crate::tls::process_tls();
         for a in &addresses {
             crate::tls::endpoint(a, tls.clone())
                 .map_err(|e| ClientError::Address(a.clone(), e.to_string()))?;

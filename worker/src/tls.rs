@@ -4,12 +4,10 @@
 //! presents its own (`--tls-cert`, `--tls-key`). Files are read and checked when the flags are
 //! parsed, so a wrong path is a clear error naming the file rather than a handshake failure.
 //!
-//! The worker loop builds its [`crate::client::CoordinatorClient`] from [`crate::WorkerConfig`],
-//! which has no TLS field; the binary therefore installs the TLS settings once per process with
-//! [`set_process_tls`] before starting workers, and every client made afterwards uses them.
+//! A worker takes its TLS settings from [`crate::WorkerConfig::tls`], so workers in one process
+//! may talk to different coordinators with different settings.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -62,19 +60,6 @@ impl ClientTlsFiles {
         }
         Ok(cfg)
     }
-}
-
-static PROCESS_TLS: OnceLock<ClientTlsConfig> = OnceLock::new();
-
-/// Makes every coordinator client created afterwards in this process use `cfg`. The first
-/// call wins (a process talks to one cluster); returns false if TLS was already set.
-pub fn set_process_tls(cfg: ClientTlsConfig) -> bool {
-    PROCESS_TLS.set(cfg).is_ok()
-}
-
-/// The TLS settings installed by [`set_process_tls`], if any.
-pub fn process_tls() -> Option<ClientTlsConfig> {
-    PROCESS_TLS.get().cloned()
 }
 
 /// `http://host:port` → `https://host:port` (tonic uses TLS only for `https` URLs); other

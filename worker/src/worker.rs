@@ -1,14 +1,13 @@
 //! The worker loop: register, lease, run tasks (a few at once so a backend never idles at a
-//! task boundary), and shut down gracefully: on a shutdown signal stop leasing, let running
-//! tasks finish within the grace period, then hand back what is left.
+//! task boundary), and shut down gracefully: when its token is cancelled stop leasing, let
+//! running tasks finish within the grace period, then hand back what is left.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use synthforge_proto as pb;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, CoordinatorClient};
 use crate::task::{BackendCache, TaskEnd, TaskRunner};
@@ -23,7 +22,10 @@ pub struct WorkerConfig {
     pub parallel_tasks: usize,
     /// Exit when the coordinator has nothing to lease (and says so).
     pub exit_when_idle: bool,
+    /// After shutdown, how long running tasks may take to finish before they are handed back.
     pub grace: Duration,
+    /// TLS towards the coordinators (`https`); `None`: plaintext.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -34,22 +36,27 @@ pub struct WorkerSummary {
     pub rows_out: u64,
 }
 
-/// Runs until the coordinator says shut down, or `shutdown` flips to true.
-pub async fn run_worker(
+/// Runs until the coordinator says shut down, or `shutdown` is cancelled: then no new leases;
+/// running tasks get [`WorkerConfig::grace`] to finish, and what is left is handed back.
+pub async fn run(
     cfg: WorkerConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<WorkerSummary, ClientError> {
     let client = Arc::new(CoordinatorClient::new(
         &cfg.coordinators,
         cfg.token.clone(),
+        cfg.tls.clone(),
     )?);
-    let reg = client
-        .register(pb::RegisterRequest {
-            worker_id: cfg.id.clone(),
-            address: hostname(),
-            slots: cfg.parallel_tasks as u32,
-        })
-        .await?;
+    let register = client.register(pb::RegisterRequest {
+        worker_id: cfg.id.clone(),
+        address: hostname(),
+        slots: cfg.parallel_tasks as u32,
+    });
+    // Registering holds nothing, so a shutdown meanwhile (coordinator unreachable) ends at once.
+    let reg = tokio::select! {
+        reg = register => reg?,
+        () = shutdown.cancelled() => return Ok(WorkerSummary::default()),
+    };
     let runner = Arc::new(TaskRunner {
         worker_id: cfg.id.clone(),
         client: client.clone(),
@@ -57,7 +64,9 @@ pub async fn run_worker(
         heartbeat_every: Duration::from_millis(reg.heartbeat_interval_ms.clamp(100, 30_000)),
     });
     tracing::info!(worker = %cfg.id, "worker registered");
-    let abort = Arc::new(AtomicBool::new(false));
+    // Cancelled when the grace after a shutdown is over; each task holds a child token of it
+    // and hands its lease back when it fires.
+    let hand_back = CancellationToken::new();
     let mut running: JoinSet<TaskEnd> = JoinSet::new();
     let mut summary = WorkerSummary::default();
     let parallel = cfg.parallel_tasks.max(1);
@@ -65,13 +74,13 @@ pub async fn run_worker(
         while let Some(done) = running.try_join_next() {
             tally(&mut summary, done);
         }
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             break;
         }
         if running.len() >= parallel {
             tokio::select! {
                 Some(done) = running.join_next() => tally(&mut summary, done),
-                _ = shutdown.changed() => {}
+                () = shutdown.cancelled() => {}
             }
             continue;
         }
@@ -84,15 +93,18 @@ pub async fn run_worker(
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "lease failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => {}
+                }
                 continue;
             }
         };
         match resp.lease {
             Some(lease) => {
                 let r = runner.clone();
-                let a = abort.clone();
-                running.spawn(async move { r.run(lease, a).await });
+                let task_token = hand_back.child_token();
+                running.spawn(async move { r.run(lease, task_token).await });
             }
             None => {
                 if resp.shutdown && running.is_empty() {
@@ -103,7 +115,7 @@ pub async fn run_worker(
                 tokio::select! {
                     Some(done) = running.join_next(), if !running.is_empty() => tally(&mut summary, done),
                     _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
+                    () = shutdown.cancelled() => {}
                 }
             }
         }
@@ -120,7 +132,7 @@ pub async fn run_worker(
                 },
                 _ = &mut deadline => {
                     tracing::warn!(worker = %cfg.id, "grace period over: handing back unfinished tasks");
-                    abort.store(true, Ordering::Relaxed);
+                    hand_back.cancel();
                     while let Some(done) = running.join_next().await {
                         tally(&mut summary, done);
                     }
@@ -155,4 +167,37 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .or_else(|_| std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_while_registering_ends_at_once() {
+        let stop = CancellationToken::new();
+        let cfg = WorkerConfig {
+            id: "w".into(),
+            // Nothing listens here: registration keeps retrying.
+            coordinators: vec!["http://127.0.0.1:9".into()],
+            token: None,
+            parallel_tasks: 1,
+            exit_when_idle: false,
+            grace: Duration::ZERO,
+            tls: None,
+        };
+        let worker = tokio::spawn(run(cfg, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !worker.is_finished(),
+            "registration should still be retrying"
+        );
+        stop.cancel();
+        let summary = tokio::time::timeout(Duration::from_secs(2), worker)
+            .await
+            .expect("the worker stops at once")
+            .expect("no panic")
+            .expect("a shutdown is not an error");
+        assert_eq!(summary.tasks_completed + summary.tasks_failed, 0);
+    }
 }

@@ -2,19 +2,15 @@
 //!
 //! With `--state-dir` (the default) one coordinator keeps its state in the embedded store. With
 //! `--etcd` state lives in etcd and any number of replicas may run: one leads (etcd election),
-//! the others answer `UNAVAILABLE` and take over when it dies.
+//! the others answer `UNAVAILABLE` and take over when it dies. The service itself is
+//! [`synthforge_coordinator::run`]; this command parses flags and turns SIGTERM into its token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context;
-use synthforge_coordinator::control::ha::{election_client, run_election, HaConfig, Leadership};
-use synthforge_coordinator::control::store::embedded::EmbeddedStore;
-use synthforge_coordinator::control::store::etcd::EtcdStore;
-use synthforge_coordinator::control::store::TaskStore;
-use synthforge_coordinator::finalize::manifest::manifest_finalizer;
-use synthforge_coordinator::server::{Coordinator, CoordinatorConfig};
+use synthforge_coordinator::entry::ReplicaConfig;
+use synthforge_coordinator::{CoordinatorConfig, ServiceConfig, StateConfig};
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct CoordinatorArgs {
@@ -46,77 +42,36 @@ pub struct CoordinatorArgs {
 }
 
 pub async fn run(a: CoordinatorArgs) -> anyhow::Result<()> {
-    let config = CoordinatorConfig {
+    let serve = CoordinatorConfig {
         grpc_addr: a.grpc_addr,
         http_addr: Some(a.http_addr),
         token: a.token.clone(),
         shutdown_when_idle: false,
         tls: a.tls.server()?,
     };
-    if !a.etcd.is_empty() {
-        return run_ha(a, config).await;
+    let state = if a.etcd.is_empty() {
+        StateConfig::Embedded(a.state_dir)
+    } else {
+        StateConfig::Etcd(ReplicaConfig {
+            etcd: a.etcd,
+            etcd_prefix: a.etcd_prefix,
+            advertise: a.advertise,
+            leader_ttl_s: a.leader_ttl_s,
+        })
+    };
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    // A failure to install the handler ends the service at once, as before (with its error).
+    let signal = tokio::spawn(async move {
+        let r = super::shutdown_signal().await;
+        on_signal.cancel();
+        r
+    });
+    synthforge_coordinator::run(ServiceConfig { serve, state }, stop).await?;
+    if signal.is_finished() {
+        signal.await??;
+    } else {
+        signal.abort();
     }
-    let store = Arc::new(
-        EmbeddedStore::open(&a.state_dir)
-            .with_context(|| format!("opening state store in {}", a.state_dir.display()))?,
-    );
-    let c = Coordinator::start(config, store, manifest_finalizer()).await?;
-    tracing::info!(grpc = %c.grpc_addr, http = ?c.http_addr, "coordinator ready");
-    super::shutdown_signal().await?;
-    tracing::info!("coordinator stopping");
     Ok(())
-}
-
-async fn run_ha(a: CoordinatorArgs, config: CoordinatorConfig) -> anyhow::Result<()> {
-    let store = Arc::new(
-        EtcdStore::connect(&a.etcd, &a.etcd_prefix)
-            .await
-            .context("state store")?,
-    );
-    store.set_fence(None);
-    // The election gets its own connection without a request timeout.
-    let election_client = election_client(&a.etcd)
-        .await
-        .with_context(|| format!("connecting to etcd {:?} for the election", a.etcd))?;
-    let gate = Leadership::new();
-    let dyn_store: Arc<dyn TaskStore> = store.clone();
-    let c = Coordinator::start_gated(config, dyn_store, manifest_finalizer(), Some(gate.clone()))
-        .await?;
-    let advertise = a
-        .advertise
-        .clone()
-        .unwrap_or_else(|| default_advertise(c.grpc_addr));
-    tracing::info!(grpc = %c.grpc_addr, http = ?c.http_addr, %advertise, "coordinator replica up; campaigning for leadership");
-    let resign_client = store.client().clone();
-    let election = tokio::spawn(run_election(
-        election_client,
-        store,
-        c.sched.clone(),
-        gate.clone(),
-        HaConfig {
-            election: format!("{}/leader", a.etcd_prefix.trim_end_matches('/')),
-            advertise,
-            ttl_s: a.leader_ttl_s.max(2),
-        },
-    ));
-    super::shutdown_signal().await?;
-    tracing::info!("coordinator stopping");
-    // End the campaign, then hand leadership over at once rather than after the TTL.
-    election.abort();
-    gate.resign(&resign_client).await;
-    Ok(())
-}
-
-/// `http://<grpc addr>`, with the host name instead of an unspecified address (`0.0.0.0` in a
-/// pod): what a standby names as the leader in its `UNAVAILABLE` answers.
-fn default_advertise(addr: SocketAddr) -> String {
-    if addr.ip().is_unspecified() {
-        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-            let host = host.trim();
-            if !host.is_empty() {
-                return format!("http://{host}:{}", addr.port());
-            }
-        }
-    }
-    format!("http://{addr}")
 }

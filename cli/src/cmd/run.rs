@@ -1,21 +1,18 @@
 //! `synthforge run`: a whole job on one machine. The coordinator and N workers run in this
-//! process but talk real gRPC over 127.0.0.1 — the same code paths as a cluster.
+//! process ([`synthforge::standalone`]) but talk real gRPC over 127.0.0.1 — the same code
+//! paths as a cluster.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use synthforge::standalone::{Standalone, StandaloneConfig};
 use synthforge_coordinator::control::scheduler::{job_id_for, JobView};
-use synthforge_coordinator::control::store::embedded::EmbeddedStore;
-use synthforge_coordinator::finalize::manifest::manifest_finalizer;
 use synthforge_coordinator::model::JobState;
-use synthforge_coordinator::server::{Coordinator, CoordinatorConfig};
 use synthforge_core::spec::JobSpec;
 use synthforge_proto as pb;
-use synthforge_worker::{run_worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -46,31 +43,24 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
     let text = super::read_job_file(&a.job)?;
     let mut spec = JobSpec::from_yaml(&text, &a.job.display().to_string())?;
     super::prepare_spec(&mut spec, a.output.as_deref());
-    let store = Arc::new(
-        EmbeddedStore::open(&a.state_dir)
-            .with_context(|| format!("opening state store in {}", a.state_dir.display()))?,
-    );
-    let coord = Coordinator::start(
-        CoordinatorConfig {
-            grpc_addr: "127.0.0.1:0".parse().expect("literal address"),
+    let cluster = Standalone::open(
+        StandaloneConfig {
+            workers: a.workers.max(1),
             http_addr: a.http_addr,
-            token: None,
-            shutdown_when_idle: false,
-            tls: None,
+            ..StandaloneConfig::default()
         },
-        store,
-        manifest_finalizer(),
+        &a.state_dir,
+        CancellationToken::new(),
     )
     .await?;
-    let url = format!("http://{}", coord.grpc_addr);
-    if let Some(h) = coord.http_addr {
+    if let Some(h) = cluster.http_addr() {
         eprintln!("dashboard: http://{h}/");
     }
     let mut job_id = job_id_for(&spec);
     if a.fresh {
         job_id = format!("{job_id}-{}", synthforge_core::now_ms());
     }
-    let mut client = super::job_client(&url).await?;
+    let mut client = super::job_client(&cluster.grpc_url()).await?;
     let submitted = client
         .submit(pb::SubmitRequest {
             job_spec_yaml: spec.to_yaml(),
@@ -80,33 +70,20 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
         .into_inner();
     let job_id = submitted.job_id;
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut workers = Vec::new();
-    for i in 0..a.workers.max(1) {
-        let cfg = WorkerConfig {
-            id: format!("local-{i}"),
-            coordinators: vec![url.clone()],
-            token: None,
-            parallel_tasks: 2,
-            exit_when_idle: false,
-            grace: Duration::from_secs(10),
-        };
-        workers.push(tokio::spawn(run_worker(cfg, rx.clone())));
-    }
+    // The job is followed in process; an open client connection would only delay the stop.
+    drop(client);
+    let interrupt = CancellationToken::new();
     let interrupted = {
-        let tx = tx.clone();
+        let interrupt = interrupt.clone();
         tokio::spawn(async move {
             let _ = super::shutdown_signal().await;
-            let _ = tx.send(true);
+            interrupt.cancel();
         })
     };
-    let view = watch_job(&coord, &job_id, !a.no_progress, rx.clone()).await;
-    let _ = tx.send(true);
-    for w in workers {
-        match w.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "worker ended with an error"),
-            Err(e) => tracing::warn!(error = %e, "worker task failed"),
+    let view = watch_job(&cluster, &job_id, !a.no_progress, &interrupt).await;
+    for w in cluster.shutdown().await {
+        if let Err(e) = w.result {
+            tracing::warn!(worker = %w.id, "{e}");
         }
     }
     interrupted.abort();
@@ -130,11 +107,12 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
 
 /// Follows the job until it ends (Some) or the run is interrupted (None).
 async fn watch_job(
-    coord: &Coordinator,
+    cluster: &Standalone,
     job_id: &str,
     progress: bool,
-    stop: tokio::sync::watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Option<JobView> {
+    let (sched, telemetry) = (cluster.scheduler(), cluster.telemetry());
     let started = Instant::now();
     let bar = if progress {
         let b = ProgressBar::new(0);
@@ -151,12 +129,12 @@ async fn watch_job(
     };
     let mut last_log = Instant::now();
     loop {
-        let view = coord.sched.job(job_id).await?;
+        let view = sched.job(job_id).await?;
         let done = view.stats.rows_in + view.rows_in_flight;
         let secs = started.elapsed().as_secs_f64().max(0.001);
         // Current rates over a short window (running tasks included), not since start.
-        synthforge_coordinator::serve::dashboard::sample_once(&coord.sched).await;
-        let rate = coord.sched.telemetry.job_rate(job_id);
+        synthforge_coordinator::serve::dashboard::sample_once(sched, telemetry).await;
+        let rate = telemetry.job_rate(job_id);
         let (rows_s, tok_s) = if rate.t_ms > 0 {
             (rate.rows_per_s, rate.tokens_per_s)
         } else {
@@ -183,13 +161,13 @@ async fn watch_job(
             }
             return Some(view);
         }
-        if *stop.borrow() {
+        if stop.is_cancelled() {
             if let Some(b) = &bar {
                 b.abandon();
             }
             return None;
         }
-        coord.sched.wait_change(Duration::from_millis(250)).await;
+        sched.wait_change(Duration::from_millis(250)).await;
     }
 }
 

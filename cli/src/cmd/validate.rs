@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use synthforge_core::input::{read_task_rows, SeedItem, TaskSlice};
-use synthforge_core::spec::{InputFormat, JobSpec};
+use synthforge_core::input::{preview_slice, read_task_rows, SeedItem};
+use synthforge_core::spec::{InputFormat, JobSpec, StageSpec};
 use synthforge_core::stages::variations;
 use synthforge_core::storage;
 use synthforge_core::template::PromptTemplate;
@@ -30,30 +30,8 @@ pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{file}: field `input.path`"))?;
     let (first, meta) = &objects[0];
     let show = a.show.max(1) as u64;
-    let slice = match spec.input.format {
-        InputFormat::Parquet => TaskSlice {
-            object_url: first.url.clone(),
-            format: InputFormat::Parquet,
-            row_start: 0,
-            row_count: show,
-            byte_start: 0,
-            byte_end: 0,
-            row_groups: vec![0],
-            global_row_start: 0,
-        },
-        InputFormat::Jsonl | InputFormat::Text => TaskSlice {
-            object_url: first.url.clone(),
-            format: spec.input.format,
-            row_start: 0,
-            row_count: show,
-            byte_start: 0,
-            byte_end: meta.size.min(4 << 20),
-            row_groups: vec![],
-            global_row_start: 0,
-        },
-        InputFormat::Taxonomy => {
-            anyhow::bail!("{file}: `validate` does not preview taxonomy input yet")
-        }
+    let Some(slice) = preview_slice(spec.input.format, &first.url, meta.size, show) else {
+        anyhow::bail!("{file}: `validate` does not preview taxonomy input yet")
     };
     let rows = read_task_rows(&spec.input, &slice).await?;
     // The configured columns must exist in the input (checked on the first readable row).
@@ -75,16 +53,32 @@ pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // Every column a stage reads must exist when it runs (seed columns as read here).
+    let seed_columns: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|r| match r {
+            SeedItem::Row(row) => Some(row.columns.keys().cloned()),
+            SeedItem::Bad(_) => None,
+        })
+        .flatten()
+        .collect();
+    if !seed_columns.is_empty() {
+        spec.check_columns(Some(&seed_columns), &file)?;
+    }
     println!(
         "{file}: valid; input {} object(s), first {}",
         objects.len(),
         first.url
     );
     for (i, stage) in spec.pipeline.iter().enumerate() {
-        let Some(src) = &stage.template else { continue };
+        let Some(src) = stage.config().template() else {
+            continue;
+        };
         let t = PromptTemplate::new(src)?;
-        let vars = variations::parse(stage.params.get("variations"))
-            .map_err(|e| anyhow::anyhow!("{file}: field `pipeline[{i}].variations`: {e}"))?;
+        let vars = match stage {
+            StageSpec::Generate(g) => g.variations.clone(),
+            _ => variations::Variations::new(),
+        };
         for item in &rows {
             let row = match item {
                 SeedItem::Row(r) => r,
@@ -155,7 +149,11 @@ async fn validate_taxonomy(file: &str, spec: &JobSpec, show: usize) -> anyhow::R
         };
         let entry = TaxonomyEntry::from_columns(&row.columns)
             .map_err(|e| anyhow::anyhow!("{}: {e}", row.source))?;
-        for stage in spec.pipeline.iter().filter(|s| s.stage == "taxonomy_qa") {
+        let stages = spec.pipeline.iter().filter_map(|s| match s {
+            StageSpec::TaxonomyQa(t) => Some(t),
+            _ => None,
+        });
+        for stage in stages {
             for prompt in preview_prompts(stage, &entry) {
                 if shown >= show {
                     return Ok(());

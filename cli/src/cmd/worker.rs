@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use synthforge_worker::{run_worker, WorkerConfig};
+use synthforge_worker::WorkerConfig;
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct WorkerArgs {
@@ -30,17 +31,16 @@ pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
     let id = a
         .id
         .unwrap_or_else(|| format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-    if let Some(tls) = a.tls.client()? {
-        synthforge_worker::tls::set_process_tls(tls);
-    }
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let tls = a.tls.client()?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
     tokio::spawn(async move {
         if super::shutdown_signal().await.is_ok() {
             tracing::info!("shutdown signal: no new leases; finishing running tasks");
-            let _ = tx.send(true);
+            on_signal.cancel();
         }
     });
-    let summary = run_worker(
+    let summary = synthforge_worker::run(
         WorkerConfig {
             id: id.clone(),
             coordinators: a.coordinator,
@@ -48,8 +48,9 @@ pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
             parallel_tasks: a.parallel_tasks,
             exit_when_idle: a.exit_when_idle,
             grace: Duration::from_secs_f64(a.grace_s.max(0.0)),
+            tls,
         },
-        rx,
+        shutdown,
     )
     .await?;
     tracing::info!(worker = %id, ?summary, "worker stopped");

@@ -110,27 +110,6 @@ pub fn gate_interceptor(
     }
 }
 
-/// Requeues expired leases twice a second, but only while leading: a standby's memory is stale
-/// and its store is fenced anyway.
-pub fn spawn_leader_expiry_loop(
-    sched: &Arc<Scheduler>,
-    gate: Arc<Leadership>,
-) -> tokio::task::JoinHandle<()> {
-    let sched = sched.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            if !gate.is_leader() {
-                continue;
-            }
-            if let Err(e) = sched.requeue_expired().await {
-                tracing::warn!(error = %e, "requeue of expired leases failed");
-            }
-        }
-    })
-}
-
 /// What this replica campaigns with.
 #[derive(Debug, Clone)]
 pub struct HaConfig {

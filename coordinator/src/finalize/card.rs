@@ -160,7 +160,7 @@ pub fn render(
         job.id,
         spec.pipeline
             .iter()
-            .map(|s| format!("`{}`", s.stage))
+            .map(|s| format!("`{}`", s.kind()))
             .collect::<Vec<_>>()
             .join(" → ")
     );

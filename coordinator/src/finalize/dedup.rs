@@ -26,8 +26,8 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use synthforge_core::input::ObjectReader;
 use synthforge_core::minhash::decode_bands;
 use synthforge_core::sink::{ParquetFileSink, WrittenFile};
-use synthforge_core::spec::JobSpec;
-use synthforge_core::stages::dedup::{params, DedupParams, BANDS_COLUMN, HASH_COLUMN};
+use synthforge_core::spec::{JobSpec, StageSpec};
+use synthforge_core::stages::dedup::{DedupParams, BANDS_COLUMN, HASH_COLUMN};
 use synthforge_core::storage::Location;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +42,16 @@ pub enum DedupError {
 
 /// The `dedup` entry of a job's pipeline, if it has one.
 pub fn job_params(spec: &JobSpec) -> Result<Option<DedupParams>, DedupError> {
-    match spec.pipeline.iter().find(|s| s.stage == "dedup") {
+    let dedup = spec.pipeline.iter().find_map(|s| match s {
+        StageSpec::Dedup(d) => Some(d),
+        _ => None,
+    });
+    match dedup {
         None => Ok(None),
-        Some(s) => params(s).map(Some).map_err(DedupError::Spec),
+        Some(d) => d
+            .params()
+            .map(Some)
+            .map_err(|e| DedupError::Spec(e.to_string())),
     }
 }
 

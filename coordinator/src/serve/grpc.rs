@@ -8,8 +8,11 @@ use std::sync::Arc;
 use synthforge_proto as pb;
 use tonic::{Request, Response, Status};
 
+use synthforge_core::backend::BackendSnapshot;
+use synthforge_core::sink::WrittenFile;
+
 use crate::control::scheduler::{SchedError, Scheduler};
-use crate::serve::convert;
+use crate::telemetry::Telemetry;
 
 #[derive(Clone)]
 pub struct Auth {
@@ -69,6 +72,8 @@ fn status(e: SchedError) -> Status {
 
 pub struct WorkerApi {
     pub sched: Arc<Scheduler>,
+    /// Leases, completions and the backend snapshots of heartbeats feed the live view.
+    pub telemetry: Arc<Telemetry>,
     pub auth: Auth,
     /// When set, idle workers are told to exit once every job has ended (all-in-one runs).
     pub shutdown_when_idle: bool,
@@ -98,9 +103,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         let r = req.into_inner();
         let lease = self.sched.lease(&r.worker_id).await.map_err(status)?;
         if let Some(l) = &lease {
-            self.sched
-                .telemetry
-                .task_leased(&l.job_id, l.task_id, l.attempt);
+            self.telemetry.task_leased(&l.job_id, l.task_id, l.attempt);
         }
         let shutdown =
             lease.is_none() && self.shutdown_when_idle && self.sched.all_terminal().await;
@@ -111,7 +114,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
                 attempt: l.attempt,
                 lease_deadline_unix_ms: l.deadline_ms,
                 job_spec_yaml: l.spec_yaml,
-                input: Some(convert::slice_to_pb(&l.slice)),
+                input: Some(pb::TaskInput::from(&l.slice)),
             }),
             shutdown,
             retry_after_ms: 200,
@@ -125,13 +128,20 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         self.auth.check(&req)?;
         let r = req.into_inner();
         let rows = r.progress.map(|p| p.rows_done).unwrap_or(0);
+        // Telemetry is lossy by design: a snapshot the worker sent malformed is dropped, the
+        // heartbeat (the lease) is not.
         let backends = r
             .backends
             .iter()
-            .map(crate::telemetry::backend_from_pb)
+            .filter_map(|b| match BackendSnapshot::try_from(b) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(worker = %r.worker_id, backend = %b.name, error = %e, "dropping a malformed backend snapshot");
+                    None
+                }
+            })
             .collect();
-        self.sched
-            .telemetry
+        self.telemetry
             .record_backends(&r.worker_id, &r.job_id, backends);
         let deadline = self
             .sched
@@ -156,20 +166,23 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         self.auth.check(&req)?;
         let r = req.into_inner();
-        let files = r.files.iter().map(convert::file_from_pb).collect();
-        let stats = r
-            .stats
-            .as_ref()
-            .map(convert::stats_from_pb)
-            .unwrap_or_default();
+        let files: Vec<WrittenFile> = r.files.iter().map(WrittenFile::from).collect();
+        let stats = r.stats.as_ref().map(Into::into).unwrap_or_default();
         let res = self
             .sched
-            .complete(&r.worker_id, &r.job_id, r.task_id, r.attempt, files, stats)
+            .complete(
+                &r.worker_id,
+                &r.job_id,
+                r.task_id,
+                r.attempt,
+                files.clone(),
+                stats,
+            )
             .await
             .map_err(status)?;
         if res.is_ok() {
-            let t = &self.sched.telemetry;
-            t.task_completed(&r.job_id, r.task_id, r.attempt, &r.files);
+            self.telemetry
+                .task_completed(&r.job_id, r.task_id, r.attempt, &files);
         }
         Ok(Response::new(match res {
             Ok(()) => pb::CompleteResponse {
@@ -236,7 +249,7 @@ impl pb::job_service_server::JobService for JobApi {
     ) -> Result<Response<pb::JobStatus>, Status> {
         let r = req.into_inner();
         match self.sched.job(&r.job_id).await {
-            Some(v) => Ok(Response::new(convert::job_to_pb(&v))),
+            Some(v) => Ok(Response::new(pb::JobStatus::from(&v))),
             None => Err(Status::not_found(format!("no job `{}`", r.job_id))),
         }
     }
@@ -247,7 +260,7 @@ impl pb::job_service_server::JobService for JobApi {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let jobs = self.sched.jobs().await;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(convert::job_to_pb).collect(),
+            jobs: jobs.iter().map(pb::JobStatus::from).collect(),
         }))
     }
 

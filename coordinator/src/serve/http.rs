@@ -17,22 +17,21 @@ use crate::control::scheduler::{JobView, Scheduler, WorkerInfo};
 use crate::serve::dashboard;
 use crate::serve::grpc::Auth;
 use crate::serve::metrics;
-use crate::telemetry::{EndpointView, RatePoint, SampleRow, WorkerBackends};
+use crate::telemetry::{EndpointView, RatePoint, SampleRow, Telemetry, WorkerBackends};
 
 #[derive(Clone)]
 pub struct HttpState {
     pub sched: Arc<Scheduler>,
+    /// Rates, samples and backend views (the coordinator keeps it next to the scheduler).
+    pub telemetry: Arc<Telemetry>,
     pub auth: Auth,
     /// False on a standby coordinator: `/readyz` fails so a Service routes to the leader.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Builds the HTTP routes. Inside a Tokio runtime it also starts the dashboard's sampler,
-/// which stops by itself once the scheduler is dropped.
+/// Builds the HTTP routes. The dashboard's charts need [`dashboard::run_sampler`] running
+/// next to them (the coordinator starts it together with the HTTP server).
 pub fn router(state: HttpState) -> Router {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        dashboard::spawn_sampler(Arc::downgrade(&state.sched));
-    }
     Router::new()
         .route(
             "/",
@@ -119,7 +118,7 @@ pub struct WorkerOut {
     pub backends: Vec<WorkerBackends>,
 }
 
-fn job_out(s: &Scheduler, view: JobView) -> JobOut {
+fn job_out(t: &Telemetry, view: JobView) -> JobOut {
     let rows_done = (view.stats.rows_in + view.rows_in_flight).min(view.record.rows_total);
     let total = view.record.rows_total;
     let progress = if total == 0 {
@@ -129,7 +128,7 @@ fn job_out(s: &Scheduler, view: JobView) -> JobOut {
     };
     let running = !view.record.state.is_terminal();
     let rate = if running {
-        s.telemetry.job_rate(&view.record.id)
+        t.job_rate(&view.record.id)
     } else {
         RatePoint {
             t_ms: 0,
@@ -155,7 +154,7 @@ async fn list_jobs(State(s): State<HttpState>) -> Response {
         .jobs()
         .await
         .into_iter()
-        .map(|v| job_out(&s.sched, v))
+        .map(|v| job_out(&s.telemetry, v))
         .collect();
     Json(jobs).into_response()
 }
@@ -163,7 +162,7 @@ async fn list_jobs(State(s): State<HttpState>) -> Response {
 async fn get_job(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
     match s.sched.job(&id).await {
         Some(v) => {
-            let t = &s.sched.telemetry;
+            let t = &s.telemetry;
             Json(JobDetail {
                 series: t.job_rates(&id),
                 samples: t.samples(&id),
@@ -172,7 +171,7 @@ async fn get_job(State(s): State<HttpState>, Path(id): Path<String>) -> Response
                     .into_iter()
                     .filter(|e| e.job_id == id)
                     .collect(),
-                job: job_out(&s.sched, v),
+                job: job_out(t, v),
             })
             .into_response()
         }
@@ -202,7 +201,7 @@ async fn cancel_job(
 }
 
 async fn list_workers(State(s): State<HttpState>) -> Response {
-    let t = &s.sched.telemetry;
+    let t = &s.telemetry;
     let workers: Vec<WorkerOut> = s
         .sched
         .workers()
@@ -218,11 +217,11 @@ async fn list_workers(State(s): State<HttpState>) -> Response {
 }
 
 async fn list_backends(State(s): State<HttpState>) -> Response {
-    Json(s.sched.telemetry.endpoints()).into_response()
+    Json(s.telemetry.endpoints()).into_response()
 }
 
 async fn metrics_handler(State(s): State<HttpState>) -> Response {
-    let body = metrics::render(&s.sched).await;
+    let body = metrics::render(&s.sched, &s.telemetry).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use crate::control::scheduler::Scheduler;
-use crate::telemetry::TASK_SECONDS_BUCKETS;
+use crate::telemetry::{Telemetry, TASK_SECONDS_BUCKETS};
 
 pub(crate) fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -17,7 +17,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-pub async fn render(sched: &Scheduler) -> String {
+pub async fn render(sched: &Scheduler, telemetry: &Telemetry) -> String {
     let jobs = sched.jobs().await;
     let workers = sched.workers().await;
     let mut out = String::new();
@@ -128,14 +128,13 @@ pub async fn render(sched: &Scheduler) -> String {
         .filter(|w| now.saturating_sub(w.last_seen_ms) < 30_000)
         .count();
     let _ = writeln!(out, "synthforge_workers {live}");
-    render_live(&mut out, sched, &jobs);
-    render_backends(&mut out, sched);
+    render_live(&mut out, telemetry, &jobs);
+    render_backends(&mut out, telemetry);
     out
 }
 
 /// Rates, lease expirations and task durations from the coordinator's telemetry.
-fn render_live(out: &mut String, sched: &Scheduler, jobs: &[crate::control::scheduler::JobView]) {
-    let t = &sched.telemetry;
+fn render_live(out: &mut String, t: &Telemetry, jobs: &[crate::control::scheduler::JobView]) {
     family(
         out,
         "synthforge_rows_per_second",
@@ -199,8 +198,8 @@ fn render_live(out: &mut String, sched: &Scheduler, jobs: &[crate::control::sche
 type EndpointGauge = fn(&crate::telemetry::EndpointView) -> f64;
 
 /// Backend endpoints as the workers report them, summed over workers.
-fn render_backends(out: &mut String, sched: &Scheduler) {
-    let eps = sched.telemetry.endpoints();
+fn render_backends(out: &mut String, telemetry: &Telemetry) {
+    let eps = telemetry.endpoints();
     let labels = |e: &crate::telemetry::EndpointView| {
         format!(
             "job=\"{}\",backend=\"{}\",endpoint=\"{}\"",

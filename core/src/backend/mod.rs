@@ -27,7 +27,7 @@ use pool::Pool;
 use ratelimit::RateLimits;
 use retry::Backoff;
 
-use crate::spec::{BackendSpec, Concurrency};
+use crate::spec::backend::{BackendSpec, Concurrency};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

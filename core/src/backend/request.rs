@@ -7,7 +7,7 @@ use super::endpoint::Outcome;
 use super::openai::{ChatBody, CommonParams, CompletionBody, WireResponse};
 use super::retry::parse_retry_after;
 use super::{Backend, BackendError, GenChoice, GenRequest, GenResponse};
-use crate::spec::{BackendApi, BackendSpec};
+use crate::spec::backend::{BackendApi, BackendSpec};
 
 /// `max_tokens` assumed for budgeting when neither the request nor the backend sets one.
 const DEFAULT_MAX_TOKENS_ESTIMATE: u64 = 256;

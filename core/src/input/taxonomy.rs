@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::input::{BadRow, SeedError, SeedItem, SeedRow, TaskSlice};
-use crate::spec::{InputFormat, InputSpec};
+use crate::spec::input::{InputFormat, InputSpec};
 use crate::storage::{self, Location, StorageError};
 
 /// File name of a taxonomy leaf.

@@ -17,12 +17,59 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
+use super::config::{CheckScope, ConfigError, StageColumns, StageConfig};
 use super::textutil::{ngram_hashes, normalized_words};
-use super::{llm, Item, Outcome, Stage, StageError};
-use crate::spec::StageSpec;
+use super::{Item, Outcome, Stage, StageContext, StageError};
 
 pub const REMOVED_REASON: &str = "decontaminate";
+
+/// `decontaminate` settings, as written in the job file. The benchmark file is not opened by
+/// the checks (the coordinator may not see the workers' files); building the stage reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecontaminateConfig {
+    /// Path of the benchmark: JSONL (`benchmark_field` of each line) or text (one passage a line).
+    pub benchmark: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmark_field: Option<String>,
+    /// n-gram size (default 13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ngram: Option<usize>,
+    /// Texts compared (default `[completion]`; `prompt` and context columns also work).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+}
+
+impl DecontaminateConfig {
+    fn ngram(&self) -> usize {
+        self.ngram.unwrap_or(13)
+    }
+
+    fn fields(&self) -> Vec<String> {
+        self.fields
+            .clone()
+            .unwrap_or_else(|| vec!["completion".into()])
+    }
+}
+
+impl StageConfig for DecontaminateConfig {
+    fn check(&self, _scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        if self.ngram() == 0 {
+            return Err(ConfigError::new("ngram", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn columns(&self) -> StageColumns {
+        StageColumns::default().reading("fields", self.fields())
+    }
+
+    fn build(&self, index: usize, _ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(Decontaminate::new(self, index)?))
+    }
+}
 
 /// Hashed n-grams of a benchmark.
 #[derive(Debug, Default)]
@@ -141,24 +188,17 @@ pub struct Decontaminate {
 }
 
 impl Decontaminate {
-    pub fn new(spec: &StageSpec, index: usize) -> Result<Self, StageError> {
+    pub fn new(config: &DecontaminateConfig, index: usize) -> Result<Self, StageError> {
         let at = |m: String| StageError::Config(format!("pipeline[{index}] (decontaminate): {m}"));
-        let path = llm::str_param(spec, "benchmark")
-            .map_err(at)?
-            .ok_or_else(|| at("`benchmark` (a file path) is required".into()))?;
-        let n = llm::u64_param(spec, "ngram").map_err(at)?.unwrap_or(13);
+        let n = config.ngram();
         if n == 0 {
             return Err(at("`ngram` must be at least 1".into()));
         }
-        let field = llm::str_param(spec, "benchmark_field")
-            .map_err(at)?
-            .unwrap_or("text");
+        let field = config.benchmark_field.as_deref().unwrap_or("text");
         Ok(Decontaminate {
-            name: spec.stage.clone(),
-            index: load(path, n as usize, field).map_err(at)?,
-            fields: llm::strings_param(spec, "fields")
-                .map_err(at)?
-                .unwrap_or_else(|| vec!["completion".into()]),
+            name: "decontaminate".to_string(),
+            index: load(&config.benchmark, n, field).map_err(at)?,
+            fields: config.fields(),
         })
     }
 

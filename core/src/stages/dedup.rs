@@ -7,19 +7,58 @@
 //! [`BANDS_COLUMN`] (MinHash LSH band hashes). The coordinator's finalizer reads just those
 //! columns from all data files and removes duplicates (`dedup_exact`, `dedup_near`).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use super::config::{CheckScope, ConfigError, StageColumns, StageConfig};
 use super::{Item, Outcome, Stage, StageContext, StageError};
 use crate::minhash::{encode_bands, exact_hash, MinHashConfig, MinHasher};
-use crate::spec::StageSpec;
 
 /// Exact-duplicate key column (32 hex digits).
 pub const HASH_COLUMN: &str = "dedup_hash";
 /// MinHash band hashes column (`bands` × 16 hex digits, comma-separated).
 pub const BANDS_COLUMN: &str = "dedup_bands";
 
-/// What a `dedup` stage entry asks for: which text to compare and the LSH shape.
+/// `dedup` settings, as written in the job file (`columns`, `shingle`, `bands`, `rows`, `near`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// The compared text: one column name or a list (default `[completion]`).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub columns: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shingle: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
+    /// Whether near-duplicate removal runs (default true; exact removal always does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near: Option<bool>,
+}
+
+/// `columns: text` or `columns: [question, answer]`.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a column name or a list of column names")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(c) => vec![c],
+        OneOrMany::Many(cs) => cs,
+    }))
+}
+
+/// What a `dedup` entry asks for: which text to compare and the LSH shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DedupParams {
     /// Record fields joined (by a newline) into the compared text: `completion`, `prompt`, or
@@ -30,58 +69,59 @@ pub struct DedupParams {
     pub near: bool,
 }
 
-/// Reads and checks a `dedup` entry's params (`columns`, `shingle`, `bands`, `rows`, `near`).
-/// Shared by spec validation, the stage and the coordinator so they cannot disagree.
-pub fn params(spec: &StageSpec) -> Result<DedupParams, String> {
-    let mut cfg = MinHashConfig::default();
-    let num = |key: &str, default: usize, max: usize| -> Result<usize, String> {
-        match spec.params.get(key) {
+impl DedupConfig {
+    /// The checked parameters with defaults filled in. Shared by spec validation, the stage and
+    /// the coordinator's finalizer so they cannot disagree.
+    pub fn params(&self) -> Result<DedupParams, ConfigError> {
+        let mut cfg = MinHashConfig::default();
+        let num = |key: &str, value: Option<usize>, default: usize| match value {
             None => Ok(default),
-            Some(v) => match v.as_u64() {
-                Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
-                _ => Err(format!(
-                    "`{key}` must be an integer from 1 to {max}, got {v}"
-                )),
-            },
-        }
-    };
-    cfg.shingle = num("shingle", cfg.shingle, 64)?;
-    cfg.bands = num("bands", cfg.bands, 64)?;
-    cfg.rows = num("rows", cfg.rows, 64)?;
-    let columns = match spec.params.get("columns") {
-        None => vec!["completion".to_string()],
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) if !a.is_empty() => a
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("`columns` entries must be strings, got {v}"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(v) => {
-            return Err(format!(
-                "`columns` must be a column name or a non-empty list, got {v}"
-            ))
-        }
-    };
-    let near = match spec.params.get("near") {
-        None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => return Err(format!("`near` must be true or false, got {v}")),
-    };
-    for key in spec.params.keys() {
-        if !["columns", "shingle", "bands", "rows", "near"].contains(&key.as_str()) {
-            return Err(format!(
-                "unknown parameter `{key}` (known: columns, shingle, bands, rows, near)"
-            ));
-        }
+            Some(n) if (1..=64).contains(&n) => Ok(n),
+            Some(n) => Err(ConfigError::new(
+                key,
+                format!("`{key}` must be an integer from 1 to 64, got {n}"),
+            )),
+        };
+        cfg.shingle = num("shingle", self.shingle, cfg.shingle)?;
+        cfg.bands = num("bands", self.bands, cfg.bands)?;
+        cfg.rows = num("rows", self.rows, cfg.rows)?;
+        let columns = match &self.columns {
+            None => vec!["completion".to_string()],
+            Some(c) if c.is_empty() => {
+                return Err(ConfigError::new(
+                    "columns",
+                    "`columns` must be a column name or a non-empty list",
+                ))
+            }
+            Some(c) => c.clone(),
+        };
+        Ok(DedupParams {
+            columns,
+            minhash: cfg,
+            near: self.near.unwrap_or(true),
+        })
     }
-    Ok(DedupParams {
-        columns,
-        minhash: cfg,
-        near,
-    })
+}
+
+impl StageConfig for DedupConfig {
+    fn check(&self, _scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        self.params().map(|_| ())
+    }
+
+    fn columns(&self) -> StageColumns {
+        let read = self.columns.clone().unwrap_or_else(|| vec!["completion".into()]);
+        StageColumns::default()
+            .reading("columns", read)
+            .adding([HASH_COLUMN, BANDS_COLUMN])
+    }
+
+    fn last_only(&self) -> bool {
+        true
+    }
+
+    fn build(&self, index: usize, _ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(Dedup::new(self, index)?))
+    }
 }
 
 /// The compared text of a record: its `columns` joined by newlines (missing ones are empty).
@@ -114,11 +154,12 @@ pub struct Dedup {
 }
 
 impl Dedup {
-    pub fn new(spec: &StageSpec, index: usize, _ctx: &StageContext) -> Result<Self, StageError> {
-        let params =
-            params(spec).map_err(|m| StageError::Config(format!("pipeline[{index}]: {m}")))?;
+    pub fn new(config: &DedupConfig, index: usize) -> Result<Self, StageError> {
+        let params = config
+            .params()
+            .map_err(|e| StageError::Config(format!("pipeline[{index}]: {e}")))?;
         Ok(Dedup {
-            name: spec.stage.clone(),
+            name: "dedup".to_string(),
             hasher: MinHasher::new(params.minhash),
             params,
         })
@@ -154,27 +195,28 @@ impl Stage for Dedup {
 mod tests {
     use super::*;
 
-    fn spec(yaml: &str) -> StageSpec {
-        serde_norway::from_str(yaml).unwrap()
+    fn params(yaml: &str) -> Result<DedupParams, String> {
+        let c: DedupConfig = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
+        c.params().map_err(|e| e.to_string())
     }
 
     #[test]
     fn params_defaults_and_errors() {
-        let p = params(&spec("stage: dedup")).unwrap();
+        let p = params("{}").unwrap();
         assert_eq!(p.columns, vec!["completion"]);
         assert_eq!(
             (p.minhash.bands, p.minhash.rows, p.minhash.shingle),
             (14, 8, 5)
         );
-        let p = params(&spec(
-            "stage: dedup\ncolumns: [question, answer]\nbands: 20\nrows: 5",
-        ))
-        .unwrap();
+        let p = params("columns: [question, answer]\nbands: 20\nrows: 5").unwrap();
         assert_eq!(p.columns, vec!["question", "answer"]);
         assert_eq!(p.minhash.bands, 20);
-        let e = params(&spec("stage: dedup\nbands: 0")).unwrap_err();
+        assert_eq!(params("columns: text").unwrap().columns, vec!["text"]);
+        let e = params("bands: 0").unwrap_err();
         assert!(e.contains("`bands`"), "{e}");
-        let e = params(&spec("stage: dedup\nthreshold: 0.8")).unwrap_err();
+        let e = params("threshold: 0.8").unwrap_err();
         assert!(e.contains("threshold"), "{e}");
+        let e = params("columns: []").unwrap_err();
+        assert!(e.contains("columns"), "{e}");
     }
 }

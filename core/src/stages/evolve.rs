@@ -19,17 +19,122 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::config::{check_template, CheckScope, ConfigError, StageColumns, StageConfig};
 use super::evolve_ops::{self, OPERATORS};
+use super::model_call::{model_call_config, ModelCall};
 use super::textutil::{find_phrase, REFUSAL_PHRASES};
 use super::{llm, Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::Backend;
 use crate::record::{record_id, ChatMessage};
-use crate::spec::StageSpec;
 use crate::template::PromptTemplate;
 
 pub const REMOVED_REASON: &str = "evolve:eliminated";
+
+/// What happens to a row whose evolution fails a round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnEliminated {
+    /// Answer the last good instruction (a row whose first round fails is removed).
+    #[default]
+    KeepLast,
+    /// Remove the row.
+    Remove,
+}
+
+model_call_config! {
+    /// `evolve` settings, as written in the job file. `system_prompt` and `samples` apply to
+    /// the answer.
+    pub struct EvolveConfig {
+        /// Renders the starting instruction; without it the `instruction_column` value is used.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub template: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub instruction_column: Option<String>,
+        /// Evolution rounds (default 3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub rounds: Option<u32>,
+        /// Operators drawn from (default all).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub operators: Option<Vec<String>>,
+        /// Shortest acceptable evolved instruction, in words (default 3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub min_words: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub on_eliminated: Option<OnEliminated>,
+        /// Whether the evolved instruction is answered (default true).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub answer: Option<bool>,
+        /// Backend answering the evolved instruction (default `backend`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub answer_backend: Option<String>,
+    }
+}
+
+impl EvolveConfig {
+    fn column(&self) -> &str {
+        self.instruction_column.as_deref().unwrap_or("instruction")
+    }
+
+    fn operators(&self) -> Result<Vec<String>, ConfigError> {
+        let operators = self
+            .operators
+            .clone()
+            .unwrap_or_else(|| OPERATORS.iter().map(|s| s.to_string()).collect());
+        if let Some(bad) = operators.iter().find(|o| !OPERATORS.contains(&o.as_str())) {
+            return Err(ConfigError::new(
+                "operators",
+                format!(
+                    "unknown operator `{bad}` (known: {})",
+                    OPERATORS.join(", ")
+                ),
+            ));
+        }
+        if operators.is_empty() {
+            return Err(ConfigError::new("operators", "must not be empty"));
+        }
+        Ok(operators)
+    }
+}
+
+impl StageConfig for EvolveConfig {
+    fn check(&self, scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        scope.backend("backend", &self.backend)?;
+        if let Some(b) = &self.answer_backend {
+            scope.backend("answer_backend", b)?;
+        }
+        check_template("template", self.template.as_deref())?;
+        self.operators().map(|_| ())
+    }
+
+    fn columns(&self) -> StageColumns {
+        let reads = match &self.template {
+            Some(_) => StageColumns::default().reading_template(
+                "template",
+                self.template.as_deref(),
+                &[],
+            ),
+            None => StageColumns::default().reading("instruction_column", [self.column()]),
+        };
+        reads.adding([
+            "evolution",
+            "evolve_rounds",
+            "evolved_instruction",
+            "instruction",
+            "completion",
+        ])
+    }
+
+    fn template(&self) -> Option<&str> {
+        self.template.as_deref()
+    }
+
+    fn build(&self, index: usize, ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(Evolve::new(self, index, ctx)?))
+    }
+}
 
 pub struct Evolve {
     name: String,
@@ -40,58 +145,29 @@ pub struct Evolve {
     min_words: usize,
     remove_on_elimination: bool,
     answer: bool,
-    samples: u32,
     backend: Arc<Backend>,
     answer_backend: Arc<Backend>,
-    spec: StageSpec,
+    call: ModelCall,
     ctx: StageContext,
 }
 
 impl Evolve {
-    pub fn new(spec: &StageSpec, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
+    pub fn new(config: &EvolveConfig, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
         let at = |m: String| StageError::Config(format!("pipeline[{index}] (evolve): {m}"));
-        let name = spec
-            .backend
-            .as_deref()
-            .ok_or_else(|| at("`backend` is required".into()))?;
-        let backend = ctx.backend(name)?;
-        let operators = llm::strings_param(spec, "operators")
-            .map_err(at)?
-            .unwrap_or_else(|| OPERATORS.iter().map(|s| s.to_string()).collect());
-        if let Some(bad) = operators.iter().find(|o| !OPERATORS.contains(&o.as_str())) {
-            return Err(at(format!(
-                "unknown operator `{bad}` (known: {})",
-                OPERATORS.join(", ")
-            )));
-        }
-        if operators.is_empty() {
-            return Err(at("`operators` must not be empty".into()));
-        }
-        let remove = match llm::str_param(spec, "on_eliminated").map_err(at)? {
-            None | Some("keep_last") => false,
-            Some("remove") => true,
-            Some(o) => {
-                return Err(at(format!(
-                    "`on_eliminated` must be keep_last or remove, got `{o}`"
-                )))
-            }
-        };
+        let backend = ctx.backend(&config.backend)?;
         Ok(Evolve {
-            name: spec.stage.clone(),
-            template: llm::optional_template(spec).map_err(at)?,
-            column: llm::str_param(spec, "instruction_column")
-                .map_err(at)?
-                .unwrap_or("instruction")
-                .to_string(),
-            rounds: llm::u64_param(spec, "rounds").map_err(at)?.unwrap_or(3) as u32,
-            operators,
-            min_words: llm::u64_param(spec, "min_words").map_err(at)?.unwrap_or(3) as usize,
-            remove_on_elimination: remove,
-            answer: llm::bool_param(spec, "answer").map_err(at)?.unwrap_or(true),
-            samples: spec.samples.unwrap_or(1).max(1),
-            answer_backend: llm::backend_param(spec, "answer_backend", ctx, &backend)?,
+            name: "evolve".to_string(),
+            template: llm::optional_template(config.template.as_deref()).map_err(at)?,
+            column: config.column().to_string(),
+            rounds: config.rounds.unwrap_or(3),
+            operators: config.operators().map_err(|e| at(e.to_string()))?,
+            min_words: config.min_words.unwrap_or(3),
+            remove_on_elimination: config.on_eliminated.unwrap_or_default()
+                == OnEliminated::Remove,
+            answer: config.answer.unwrap_or(true),
+            answer_backend: llm::backend_or(config.answer_backend.as_deref(), ctx, &backend)?,
             backend,
-            spec: spec.clone(),
+            call: config.model_call(),
             ctx: ctx.clone(),
         })
     }
@@ -107,13 +183,13 @@ impl Evolve {
         let mut current = start;
         let mut good = 0u32;
         for round in 1..=self.rounds {
-            let op = evolve_ops::choose(&self.operators, self.ctx.job.seed, item.seed.index, round);
+            let op = evolve_ops::choose(&self.operators, self.ctx.job_seed, item.seed.index, round);
             let msgs = vec![ChatMessage::new("user", evolve_ops::prompt(op, &current))];
             let req = llm::request(
-                &self.spec,
+                &self.call,
                 msgs,
                 1,
-                self.ctx.job.seed,
+                self.ctx.job_seed,
                 item.seed.index,
                 round as u64,
             );
@@ -172,10 +248,10 @@ impl Stage for Evolve {
         let mut evolution = vec![json!({"round": 0, "operator": "seed", "instruction": start})];
         let mut tokens = (0u64, 0u64);
         let outcome = self.evolve(&item, start, &mut evolution, &mut tokens).await;
-        let job = &self.ctx.job;
+        let (job_name, job_seed) = (&self.ctx.job_name, self.ctx.job_seed);
         {
             let r = &mut item.record;
-            r.id = record_id(&job.name, job.seed, item.seed.index, &self.name, 0);
+            r.id = record_id(job_name, job_seed, item.seed.index, &self.name, 0);
             r.stage = self.name.clone();
             r.prompt_tokens += tokens.0;
             r.completion_tokens += tokens.1;
@@ -208,12 +284,12 @@ impl Stage for Evolve {
                 .insert("completion".into(), Value::String(last));
             return vec![Outcome::Keep(item)];
         }
-        let messages = llm::user_messages(self.spec.system_prompt.as_deref(), &last);
+        let messages = llm::user_messages(self.call.system_prompt.as_deref(), &last);
         let req = llm::request(
-            &self.spec,
+            &self.call,
             messages.clone(),
-            self.samples,
-            job.seed,
+            self.call.samples(),
+            job_seed,
             item.seed.index,
             0,
         );
@@ -240,7 +316,7 @@ impl Stage for Evolve {
                     it.record.completion_tokens = 0;
                 }
                 let r = &mut it.record;
-                r.id = record_id(&job.name, job.seed, item.seed.index, &self.name, i as u32);
+                r.id = record_id(job_name, job_seed, item.seed.index, &self.name, i as u32);
                 r.sample_index = i as u32;
                 r.prompt = Some(last.clone());
                 let mut msgs = messages.clone();
@@ -255,7 +331,7 @@ impl Stage for Evolve {
                 llm::set_lineage(
                     r,
                     &self.answer_backend,
-                    &self.spec,
+                    &self.call,
                     &resp,
                     self.template.as_ref(),
                 );

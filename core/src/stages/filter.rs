@@ -12,13 +12,60 @@
 //! Checks run in that order on the `field` (default `completion`: the record's completion; any
 //! other name is read from the row's context). The first failing check decides the reason.
 
-use async_trait::async_trait;
+use std::sync::Arc;
 
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::config::{CheckScope, ConfigError, StageColumns, StageConfig};
 use super::textutil::{
     dup_ngram_ratio, find_phrase, strip_code_fence, word_count, REFUSAL_PHRASES,
 };
-use super::{llm, Item, Outcome, Stage, StageError};
-use crate::spec::StageSpec;
+use super::{Item, Outcome, Stage, StageContext, StageError};
+
+/// `filter` settings, as written in the job file; at least one check must be configured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_words: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_words: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_dup_ngram_ratio: Option<f64>,
+    /// n of the repetition check (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dup_ngram: Option<usize>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refusal: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phrases: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub json: bool,
+    /// The text checked: `completion` (default) or a column of the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl FilterConfig {
+    fn field(&self) -> &str {
+        self.field.as_deref().unwrap_or("completion")
+    }
+}
+
+impl StageConfig for FilterConfig {
+    fn check(&self, _scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        Checks::from_config(self).map(|_| ())
+    }
+
+    fn columns(&self) -> StageColumns {
+        StageColumns::default().reading("field", [self.field()])
+    }
+
+    fn build(&self, index: usize, _ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(Filter::new(self, index)?))
+    }
+}
 
 /// The configured checks.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,26 +80,30 @@ pub struct Checks {
 }
 
 impl Checks {
-    /// Reads the checks from a stage spec; at least one must be configured.
-    pub fn from_spec(spec: &StageSpec) -> Result<Checks, String> {
+    /// The checks of a configuration; at least one must be configured, bounds must be sane.
+    pub fn from_config(config: &FilterConfig) -> Result<Checks, ConfigError> {
         let c = Checks {
-            min_words: llm::u64_param(spec, "min_words")?.map(|v| v as usize),
-            max_words: llm::u64_param(spec, "max_words")?.map(|v| v as usize),
-            max_dup_ngram_ratio: llm::f64_param(spec, "max_dup_ngram_ratio")?,
-            dup_ngram: llm::u64_param(spec, "dup_ngram")?.unwrap_or(3).max(1) as usize,
-            refusal: llm::bool_param(spec, "refusal")?.unwrap_or(false),
-            phrases: llm::strings_param(spec, "phrases")?.unwrap_or_default(),
-            json: llm::bool_param(spec, "json")?.unwrap_or(false),
+            min_words: config.min_words,
+            max_words: config.max_words,
+            max_dup_ngram_ratio: config.max_dup_ngram_ratio,
+            dup_ngram: config.dup_ngram.unwrap_or(3).max(1),
+            refusal: config.refusal,
+            phrases: config.phrases.clone(),
+            json: config.json,
         };
         if let (Some(lo), Some(hi)) = (c.min_words, c.max_words) {
             if lo > hi {
-                return Err(format!("`min_words` {lo} is above `max_words` {hi}"));
+                return Err(ConfigError::new(
+                    "min_words",
+                    format!("`min_words` {lo} is above `max_words` {hi}"),
+                ));
             }
         }
         if let Some(r) = c.max_dup_ngram_ratio {
             if !(0.0..=1.0).contains(&r) {
-                return Err(format!(
-                    "`max_dup_ngram_ratio` must be within 0..1, got {r}"
+                return Err(ConfigError::new(
+                    "max_dup_ngram_ratio",
+                    format!("`max_dup_ngram_ratio` must be within 0..1, got {r}"),
                 ));
             }
         }
@@ -60,11 +111,11 @@ impl Checks {
             dup_ngram: c.dup_ngram,
             ..Default::default()
         }) {
-            return Err(
+            return Err(ConfigError::new(
+                "stage",
                 "no check configured (min_words, max_words, max_dup_ngram_ratio, \
-                        refusal, phrases, json)"
-                    .into(),
-            );
+                 refusal, phrases, json)",
+            ));
         }
         Ok(c)
     }
@@ -100,15 +151,13 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(spec: &StageSpec, index: usize) -> Result<Self, StageError> {
-        let at = |m: String| StageError::Config(format!("pipeline[{index}] (filter): {m}"));
+    pub fn new(config: &FilterConfig, index: usize) -> Result<Self, StageError> {
+        let checks = Checks::from_config(config)
+            .map_err(|e| StageError::Config(format!("pipeline[{index}] (filter): {e}")))?;
         Ok(Filter {
-            name: spec.stage.clone(),
-            field: llm::str_param(spec, "field")
-                .map_err(at)?
-                .unwrap_or("completion")
-                .to_string(),
-            checks: Checks::from_spec(spec).map_err(at)?,
+            name: "filter".to_string(),
+            field: config.field().to_string(),
+            checks,
         })
     }
 }
@@ -144,16 +193,13 @@ impl Stage for Filter {
 mod tests {
     use super::*;
 
-    fn spec(params: serde_json::Value) -> StageSpec {
-        let mut s: StageSpec =
-            serde_json::from_value(serde_json::json!({"stage": "filter"})).unwrap();
-        s.params = serde_json::from_value(params).unwrap();
-        s
+    fn spec(params: serde_json::Value) -> FilterConfig {
+        serde_json::from_value(params).unwrap()
     }
 
     #[test]
     fn each_check_has_its_reason() {
-        let c = Checks::from_spec(&spec(serde_json::json!({
+        let c = Checks::from_config(&spec(serde_json::json!({
             "min_words": 3, "max_words": 40, "max_dup_ngram_ratio": 0.3,
             "refusal": true, "phrases": ["Lorem ipsum"], "json": true
         })))
@@ -181,11 +227,14 @@ mod tests {
 
     #[test]
     fn needs_a_check_and_sane_bounds() {
-        assert!(Checks::from_spec(&spec(serde_json::json!({}))).is_err());
+        assert!(Checks::from_config(&spec(serde_json::json!({}))).is_err());
         assert!(
-            Checks::from_spec(&spec(serde_json::json!({"min_words": 5, "max_words": 2}))).is_err()
+            Checks::from_config(&spec(serde_json::json!({"min_words": 5, "max_words": 2}))).is_err()
         );
-        assert!(Checks::from_spec(&spec(serde_json::json!({"max_dup_ngram_ratio": 2.0}))).is_err());
-        assert!(Checks::from_spec(&spec(serde_json::json!({"min_words": "x"}))).is_err());
+        assert!(Checks::from_config(&spec(serde_json::json!({"max_dup_ngram_ratio": 2.0}))).is_err());
+        assert!(serde_json::from_value::<FilterConfig>(serde_json::json!({"min_words": "x"})).is_err());
+        assert!(
+            serde_json::from_value::<FilterConfig>(serde_json::json!({"threshhold": 1})).is_err()
+        );
     }
 }

@@ -6,45 +6,87 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::config::{check_template, CheckScope, ConfigError, StageColumns, StageConfig};
+use super::model_call::{model_call_config, ModelCall};
 use super::variations::{self, Variations};
 use super::{Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::{Backend, GenRequest};
 use crate::record::{record_id, ChatMessage};
-use crate::spec::StageSpec;
 use crate::template::PromptTemplate;
+
+model_call_config! {
+    /// `generate` settings, as written in the job file.
+    pub struct GenerateConfig {
+        /// Jinja template over the row's columns (and `variation`).
+        pub template: String,
+        /// Lists to draw one value from per row (audience, format, style...).
+        #[serde(
+            default,
+            deserialize_with = "variations::deserialize",
+            skip_serializing_if = "BTreeMap::is_empty"
+        )]
+        pub variations: Variations,
+    }
+}
+
+impl GenerateConfig {
+    /// What the template sees besides the row: the drawn variation, as a map and by name
+    /// (only when there are variations).
+    fn provided(&self) -> Vec<&str> {
+        if self.variations.is_empty() {
+            return Vec::new();
+        }
+        let mut p = vec!["variation"];
+        p.extend(self.variations.keys().map(String::as_str));
+        p
+    }
+}
+
+impl StageConfig for GenerateConfig {
+    fn check(&self, scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        scope.backend("backend", &self.backend)?;
+        check_template("template", Some(&self.template))
+    }
+
+    fn columns(&self) -> StageColumns {
+        StageColumns::default()
+            .reading_template("template", Some(&self.template), &self.provided())
+            .adding(self.provided())
+            .adding(["completion"])
+    }
+
+    fn template(&self) -> Option<&str> {
+        Some(&self.template)
+    }
+
+    fn build(&self, index: usize, ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(Generate::new(self, index, ctx)?))
+    }
+}
 
 pub struct Generate {
     name: String,
     template: PromptTemplate,
-    system_prompt: Option<String>,
     variations: Variations,
-    samples: u32,
     backend: Arc<Backend>,
-    spec: StageSpec,
+    call: ModelCall,
     ctx: StageContext,
 }
 
 impl Generate {
-    pub fn new(spec: &StageSpec, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
-        let at = |m: String| StageError::Config(format!("pipeline[{index}]: {m}"));
-        let source = spec
-            .template
-            .as_deref()
-            .ok_or_else(|| at("`template` is required".into()))?;
-        let template = PromptTemplate::new(source).map_err(|e| at(e.to_string()))?;
-        let backend_name = spec
-            .backend
-            .as_deref()
-            .ok_or_else(|| at("`backend` is required".into()))?;
-        let variations = variations::parse(spec.params.get("variations")).map_err(at)?;
+    pub fn new(
+        config: &GenerateConfig,
+        index: usize,
+        ctx: &StageContext,
+    ) -> Result<Self, StageError> {
+        let template = PromptTemplate::new(&config.template)
+            .map_err(|e| StageError::Config(format!("pipeline[{index}]: {e}")))?;
         Ok(Generate {
-            name: spec.stage.clone(),
+            name: "generate".to_string(),
             template,
-            system_prompt: spec.system_prompt.clone(),
-            variations,
-            samples: spec.samples.unwrap_or(1).max(1),
-            backend: ctx.backend(backend_name)?,
-            spec: spec.clone(),
+            variations: config.variations.clone(),
+            backend: ctx.backend(&config.backend)?,
+            call: config.model_call(),
             ctx: ctx.clone(),
         })
     }
@@ -67,7 +109,7 @@ impl Stage for Generate {
     async fn process(&self, mut item: Item) -> Vec<Outcome> {
         // Variations are drawn once per row; several samples share the prompt (so `n` works).
         let chosen: BTreeMap<String, String> =
-            variations::choose(&self.variations, self.ctx.job.seed, item.seed.index, 0);
+            variations::choose(&self.variations, self.ctx.job_seed, item.seed.index, 0);
         if !chosen.is_empty() {
             item.context.insert(
                 "variation".into(),
@@ -87,20 +129,20 @@ impl Stage for Generate {
             }
         };
         let mut messages = Vec::new();
-        if let Some(s) = &self.system_prompt {
+        if let Some(s) = &self.call.system_prompt {
             messages.push(ChatMessage::new("system", s.clone()));
         }
         messages.push(ChatMessage::new("user", prompt.clone()));
         let req = GenRequest {
             messages: messages.clone(),
             prompt: None,
-            max_tokens: self.spec.max_tokens,
-            temperature: self.spec.temperature,
-            top_p: self.spec.top_p,
-            n: Some(self.samples),
-            stop: self.spec.stop.clone(),
-            seed: Some(self.ctx.job.seed ^ item.seed.index),
-            response_format: self.spec.params.get("response_format").cloned(),
+            max_tokens: self.call.max_tokens,
+            temperature: self.call.temperature,
+            top_p: self.call.top_p,
+            n: Some(self.call.samples()),
+            stop: self.call.stop.clone(),
+            seed: Some(self.ctx.job_seed ^ item.seed.index),
+            response_format: self.call.response_format.clone(),
         };
         let resp = match self.backend.generate(&req).await {
             Ok(r) => r,
@@ -124,8 +166,8 @@ impl Stage for Generate {
                 }
                 let r = &mut it.record;
                 r.id = record_id(
-                    &self.ctx.job.name,
-                    self.ctx.job.seed,
+                    &self.ctx.job_name,
+                    self.ctx.job_seed,
                     item.seed.index,
                     &self.name,
                     i as u32,
@@ -151,9 +193,9 @@ impl Stage for Generate {
                     };
                 r.latency_ms = resp.latency_ms;
                 r.template_hash = self.template.hash().to_string();
-                r.temperature = self.spec.temperature.or(self.backend.spec().temperature);
-                r.top_p = self.spec.top_p.or(self.backend.spec().top_p);
-                r.max_tokens = self.spec.max_tokens.or(self.backend.spec().max_tokens);
+                r.temperature = self.call.temperature.or(self.backend.spec().temperature);
+                r.top_p = self.call.top_p.or(self.backend.spec().top_p);
+                r.max_tokens = self.call.max_tokens.or(self.backend.spec().max_tokens);
                 for (k, v) in &chosen {
                     r.extra.insert(k.clone(), v.clone());
                 }

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::config::{check_template, CheckScope, ConfigError, StageColumns, StageConfig};
 use super::judge_parse;
+use super::model_call::{model_call_config, ModelCall};
 use super::{llm, Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::Backend;
-use crate::spec::StageSpec;
 use crate::template::PromptTemplate;
 
 pub const REMOVED_REASON: &str = "judge";
@@ -36,6 +37,50 @@ response below against the rubric on a scale from {{ min_score }} to {{ max_scor
 /// Longest reply quoted in a failure's error.
 const MAX_QUOTED: usize = 2000;
 
+/// Variables the judge's template gets besides the row's context.
+const PROVIDED: &[&str] = &["prompt", "completion", "rubric", "min_score", "max_score"];
+
+model_call_config! {
+    /// `judge` settings, as written in the job file.
+    pub struct JudgeConfig {
+        /// The judge's prompt (default: a built-in prompt asking for a JSON verdict).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub template: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub rubric: Option<String>,
+        /// `"1-10"` (default), `"0-5"`...
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scale: Option<String>,
+        /// Samples scored below it are removed; without it scores are only recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub threshold: Option<f64>,
+    }
+}
+
+impl JudgeConfig {
+    fn bounds(&self) -> Result<(f64, f64), ConfigError> {
+        parse_scale(self.scale.as_deref().unwrap_or("1-10")).map_err(|m| ConfigError::new("scale", m))
+    }
+}
+
+impl StageConfig for JudgeConfig {
+    fn check(&self, scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        scope.backend("backend", &self.backend)?;
+        check_template("template", self.template.as_deref())?;
+        self.bounds().map(|_| ())
+    }
+
+    fn columns(&self) -> StageColumns {
+        StageColumns::default()
+            .reading_template("template", self.template.as_deref(), PROVIDED)
+            .adding(["score", "judge_rationale", "judge_model"])
+    }
+
+    fn build(&self, index: usize, ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(Judge::new(self, index, ctx)?))
+    }
+}
+
 pub struct Judge {
     name: String,
     template: PromptTemplate,
@@ -44,7 +89,7 @@ pub struct Judge {
     max: f64,
     threshold: Option<f64>,
     backend: Arc<Backend>,
-    spec: StageSpec,
+    call: ModelCall,
     ctx: StageContext,
 }
 
@@ -77,31 +122,23 @@ fn bound(x: f64) -> Value {
 }
 
 impl Judge {
-    pub fn new(spec: &StageSpec, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
+    pub fn new(config: &JudgeConfig, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
         let at = |m: String| StageError::Config(format!("pipeline[{index}] (judge): {m}"));
-        let name = spec
-            .backend
-            .as_deref()
-            .ok_or_else(|| at("`backend` is required".into()))?;
-        let (min, max) = parse_scale(llm::str_param(spec, "scale").map_err(at)?.unwrap_or("1-10"))
-            .map_err(at)?;
-        let template = match &spec.template {
-            Some(t) => PromptTemplate::new(t),
-            None => PromptTemplate::new(DEFAULT_TEMPLATE),
-        }
-        .map_err(|e| at(format!("template: {e}")))?;
+        let (min, max) = config.bounds().map_err(|e| at(e.to_string()))?;
+        let template = PromptTemplate::new(config.template.as_deref().unwrap_or(DEFAULT_TEMPLATE))
+            .map_err(|e| at(format!("template: {e}")))?;
         Ok(Judge {
-            name: spec.stage.clone(),
+            name: "judge".to_string(),
             template,
-            rubric: llm::str_param(spec, "rubric")
-                .map_err(at)?
-                .unwrap_or(DEFAULT_RUBRIC)
-                .to_string(),
+            rubric: config
+                .rubric
+                .clone()
+                .unwrap_or_else(|| DEFAULT_RUBRIC.to_string()),
             min,
             max,
-            threshold: llm::f64_param(spec, "threshold").map_err(at)?,
-            backend: ctx.backend(name)?,
-            spec: spec.clone(),
+            threshold: config.threshold,
+            backend: ctx.backend(&config.backend)?,
+            call: config.model_call(),
             ctx: ctx.clone(),
         })
     }
@@ -149,13 +186,13 @@ impl Stage for Judge {
             Ok(t) => t,
             Err(e) => return vec![llm::fail(&self.ctx, &item, &self.name, e)],
         };
-        let msgs = llm::user_messages(self.spec.system_prompt.as_deref(), &text);
+        let msgs = llm::user_messages(self.call.system_prompt.as_deref(), &text);
         let salt = 7000 + item.record.sample_index as u64;
         let req = llm::request(
-            &self.spec,
+            &self.call,
             msgs,
             1,
-            self.ctx.job.seed,
+            self.ctx.job_seed,
             item.seed.index,
             salt,
         );

@@ -1,19 +1,20 @@
-//! What every model-calling stage shares: building a request from a stage spec, accumulating a
+//! What every model-calling stage shares at run time: building a request from its
+//! [`ModelCall`] settings, accumulating a
 //! call's tokens into a record (so the dataset card's totals include critics, judges and
 //! evolution calls, not only the final answer), and the record's lineage fields.
 
 use std::sync::Arc;
 
+use super::model_call::ModelCall;
 use super::{Item, Outcome, StageContext, StageError};
 use crate::backend::{Backend, GenRequest, GenResponse};
 use crate::record::{ChatMessage, Record};
-use crate::spec::StageSpec;
 use crate::template::PromptTemplate;
 
 /// A request for `messages` with the stage's sampling parameters. `salt` varies the seed per
 /// call of a row (round, role) so that repeated calls are not identical requests.
 pub fn request(
-    spec: &StageSpec,
+    call: &ModelCall,
     messages: Vec<ChatMessage>,
     n: u32,
     job_seed: u64,
@@ -23,13 +24,13 @@ pub fn request(
     GenRequest {
         messages,
         prompt: None,
-        max_tokens: spec.max_tokens,
-        temperature: spec.temperature,
-        top_p: spec.top_p,
+        max_tokens: call.max_tokens,
+        temperature: call.temperature,
+        top_p: call.top_p,
         n: Some(n.max(1)),
-        stop: spec.stop.clone(),
+        stop: call.stop.clone(),
         seed: Some(job_seed ^ row ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-        response_format: spec.params.get("response_format").cloned(),
+        response_format: call.response_format.clone(),
     }
 }
 
@@ -66,7 +67,7 @@ pub fn usage_share(resp: &GenResponse, i: usize, n: usize) -> (u64, u64) {
 /// are not multiplied by the number of samples. The caller adds lineage and context.
 pub fn sample_item(
     item: &Item,
-    job: &crate::spec::JobSpec,
+    ctx: &StageContext,
     stage: &str,
     prompt: &str,
     messages: &[ChatMessage],
@@ -81,7 +82,13 @@ pub fn sample_item(
         it.record.completion_tokens = 0;
     }
     let r = &mut it.record;
-    r.id = crate::record::record_id(&job.name, job.seed, item.seed.index, stage, i as u32);
+    r.id = crate::record::record_id(
+        &ctx.job_name,
+        ctx.job_seed,
+        item.seed.index,
+        stage,
+        i as u32,
+    );
     r.stage = stage.to_string();
     r.sample_index = i as u32;
     r.prompt = Some(prompt.to_string());
@@ -97,37 +104,33 @@ pub fn sample_item(
     it
 }
 
-/// Fills the model/sampling lineage of a record produced by `backend` under `spec`.
+/// Fills the model/sampling lineage of a record produced by `backend` under `call`.
 pub fn set_lineage(
     record: &mut Record,
     backend: &Backend,
-    spec: &StageSpec,
+    call: &ModelCall,
     resp: &GenResponse,
     template: Option<&PromptTemplate>,
 ) {
     record.model = backend.model().to_string();
     record.backend_model = resp.model.clone();
-    record.temperature = spec.temperature.or(backend.spec().temperature);
-    record.top_p = spec.top_p.or(backend.spec().top_p);
-    record.max_tokens = spec.max_tokens.or(backend.spec().max_tokens);
+    record.temperature = call.temperature.or(backend.spec().temperature);
+    record.top_p = call.top_p.or(backend.spec().top_p);
+    record.max_tokens = call.max_tokens.or(backend.spec().max_tokens);
     if let Some(t) = template {
         record.template_hash = t.hash().to_string();
     }
 }
 
-/// The backend named by a string parameter (`critic_backend`…), or `fallback` when absent.
-pub fn backend_param(
-    spec: &StageSpec,
-    key: &str,
+/// The backend named by an optional role setting (`critic_backend`...), or `fallback`.
+pub fn backend_or(
+    name: Option<&str>,
     ctx: &StageContext,
     fallback: &Arc<Backend>,
 ) -> Result<Arc<Backend>, StageError> {
-    match spec.params.get(key) {
+    match name {
         None => Ok(fallback.clone()),
-        Some(serde_json::Value::String(name)) => ctx.backend(name),
-        Some(other) => Err(StageError::Config(format!(
-            "`{key}` must be a backend name, got {other}"
-        ))),
+        Some(name) => ctx.backend(name),
     }
 }
 
@@ -157,67 +160,9 @@ pub fn instruction(
     }
 }
 
-/// Reads an optional numeric parameter.
-pub fn f64_param(spec: &StageSpec, key: &str) -> Result<Option<f64>, String> {
-    match spec.params.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| format!("`{key}` must be a number, got {v}")),
-    }
-}
-
-/// Reads an optional non-negative integer parameter.
-pub fn u64_param(spec: &StageSpec, key: &str) -> Result<Option<u64>, String> {
-    match spec.params.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("`{key}` must be a non-negative integer, got {v}")),
-    }
-}
-
-/// Reads an optional string parameter.
-pub fn str_param<'a>(spec: &'a StageSpec, key: &str) -> Result<Option<&'a str>, String> {
-    match spec.params.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(format!("`{key}` must be a string, got {v}")),
-    }
-}
-
-/// Reads an optional bool parameter.
-pub fn bool_param(spec: &StageSpec, key: &str) -> Result<Option<bool>, String> {
-    match spec.params.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(format!("`{key}` must be true or false, got {v}")),
-    }
-}
-
-/// Reads an optional list-of-strings parameter.
-pub fn strings_param(spec: &StageSpec, key: &str) -> Result<Option<Vec<String>>, String> {
-    match spec.params.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("`{key}` must be a list of strings, got {x}"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(v) => Err(format!("`{key}` must be a list of strings, got {v}")),
-    }
-}
-
-/// The optional `template` compiled.
-pub fn optional_template(spec: &StageSpec) -> Result<Option<PromptTemplate>, String> {
-    spec.template
-        .as_deref()
+/// An optional template compiled (its syntax was checked with the configuration).
+pub fn optional_template(source: Option<&str>) -> Result<Option<PromptTemplate>, String> {
+    source
         .map(PromptTemplate::new)
         .transpose()
         .map_err(|e| format!("template: {e}"))

@@ -4,25 +4,35 @@
 //! items removed with a reason (filters, judges), or failures with a reason. The worker chains
 //! stages with bounded concurrency so that every backend stays busy; the coordinator runs
 //! whole-job steps (dedup) after generation.
+//!
+//! Each stage's file holds its configuration (what the job file says, checked on its own), the
+//! columns it reads and adds, and the runnable stage; the list below registers it.
 
-pub mod dedup;
-pub mod generate;
-// Issue 5 part A: method and quality stages.
-pub mod decontaminate;
-pub mod distill;
-pub mod evolve;
+pub mod columns;
+pub mod config;
 pub mod evolve_ops;
-pub mod filter;
-pub mod judge;
 pub mod judge_parse;
 pub mod llm;
-pub mod pii;
+pub mod model_call;
 pub mod pii_detect;
-pub mod revise;
-pub mod spec_checks;
-pub mod taxonomy_qa;
+mod registry;
+pub mod tagged;
 pub mod textutil;
 pub mod variations;
+
+// The stages: `stage:` name => module::Configuration as StageSpec variant.
+registry::stage_registry! {
+    "generate" => generate::GenerateConfig as Generate,
+    "taxonomy_qa" => taxonomy_qa::TaxonomyQaConfig as TaxonomyQa,
+    "dedup" => dedup::DedupConfig as Dedup,
+    "distill" => distill::DistillConfig as Distill,
+    "evolve" => evolve::EvolveConfig as Evolve,
+    "revise" => revise::ReviseConfig as Revise,
+    "judge" => judge::JudgeConfig as Judge,
+    "filter" => filter::FilterConfig as Filter,
+    "pii" => pii::PiiConfig as Pii,
+    "decontaminate" => decontaminate::DecontaminateConfig as Decontaminate,
+}
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,7 +43,6 @@ use serde_json::{Map, Value};
 use crate::backend::Backend;
 use crate::input::SeedRow;
 use crate::record::{FailureRecord, Record};
-use crate::spec::{JobSpec, StageSpec};
 
 /// A row travelling through the pipeline: its seed, the record being built, and the template
 /// context (seed columns plus what earlier stages added).
@@ -58,11 +67,15 @@ pub enum Outcome {
     Failed(FailureRecord),
 }
 
-/// What every stage of a task shares.
+/// What every stage of a task shares: the job's identity and seed, and its backends (never the
+/// job spec itself, which is built from the stages' configurations).
 #[derive(Clone)]
 pub struct StageContext {
     pub job_id: String,
-    pub job: Arc<JobSpec>,
+    /// The job's `name` (part of every record id).
+    pub job_name: String,
+    /// The job's `seed` (variations, request seeds, record ids).
+    pub job_seed: u64,
     pub task_id: u64,
     pub backends: HashMap<String, Arc<Backend>>,
 }
@@ -110,27 +123,13 @@ pub trait Stage: Send + Sync {
     async fn process(&self, item: Item) -> Vec<Outcome>;
 }
 
-/// Builds the stage for one spec entry. `index` is its position in the pipeline.
+/// Builds the stage for one pipeline entry. `index` is its position in the pipeline.
 pub fn build_stage(
     spec: &StageSpec,
     index: usize,
     ctx: &StageContext,
 ) -> Result<Arc<dyn Stage>, StageError> {
-    match spec.stage.as_str() {
-        "generate" => Ok(Arc::new(generate::Generate::new(spec, index, ctx)?)),
-        "distill" => Ok(Arc::new(distill::Distill::new(spec, index, ctx)?)),
-        "evolve" => Ok(Arc::new(evolve::Evolve::new(spec, index, ctx)?)),
-        "revise" => Ok(Arc::new(revise::Revise::new(spec, index, ctx)?)),
-        "judge" => Ok(Arc::new(judge::Judge::new(spec, index, ctx)?)),
-        "filter" => Ok(Arc::new(filter::Filter::new(spec, index)?)),
-        "pii" => Ok(Arc::new(pii::Pii::new(spec, index)?)),
-        "decontaminate" => Ok(Arc::new(decontaminate::Decontaminate::new(spec, index)?)),
-        "taxonomy_qa" => Ok(Arc::new(taxonomy_qa::TaxonomyQa::new(spec, index, ctx)?)),
-        "dedup" => Ok(Arc::new(dedup::Dedup::new(spec, index, ctx)?)),
-        other => Err(StageError::Config(format!(
-            "pipeline[{index}]: unknown stage `{other}`"
-        ))),
-    }
+    spec.config().build(index, ctx)
 }
 
 /// The starting item for a seed row.
@@ -140,7 +139,7 @@ pub fn seed_item(ctx: &StageContext, seed: SeedRow) -> Item {
         seed_index: seed.index,
         job_id: ctx.job_id.clone(),
         task_id: ctx.task_id,
-        seed: ctx.job.seed,
+        seed: ctx.job_seed,
         ..Default::default()
     };
     let context = seed.columns.clone();

@@ -16,18 +16,62 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::config::{CheckScope, ConfigError, StageColumns, StageConfig};
 use super::pii_detect::{self, Kind, KINDS};
-use super::{llm, Item, Outcome, Stage, StageError};
+use super::{Item, Outcome, Stage, StageContext, StageError};
 use crate::input::SeedRow;
-use crate::spec::StageSpec;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+/// What a `pii` stage rewrites.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The seed row while the row has no completion yet, else the output.
+    #[default]
     Auto,
     Input,
     Output,
+}
+
+/// `pii` settings, as written in the job file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiConfig {
+    /// Kinds of personal data to redact (default all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    /// Seed columns rewritten in input mode (default all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+}
+
+impl PiiConfig {
+    fn kinds(&self) -> Result<Vec<Kind>, ConfigError> {
+        match &self.types {
+            Some(names) => {
+                pii_detect::kinds_named(names).map_err(|m| ConfigError::new("types", m))
+            }
+            None => Ok(KINDS.to_vec()),
+        }
+    }
+}
+
+impl StageConfig for PiiConfig {
+    fn check(&self, _scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        self.kinds().map(|_| ())
+    }
+
+    fn columns(&self) -> StageColumns {
+        StageColumns::default().reading("columns", self.columns.iter().flatten())
+    }
+
+    fn build(&self, index: usize, _ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(Pii::new(self, index)?))
+    }
 }
 
 pub struct Pii {
@@ -38,27 +82,15 @@ pub struct Pii {
 }
 
 impl Pii {
-    pub fn new(spec: &StageSpec, index: usize) -> Result<Self, StageError> {
-        let at = |m: String| StageError::Config(format!("pipeline[{index}] (pii): {m}"));
-        let kinds = match llm::strings_param(spec, "types").map_err(at)? {
-            Some(names) => pii_detect::kinds_named(&names).map_err(at)?,
-            None => KINDS.to_vec(),
-        };
-        let target = match llm::str_param(spec, "target").map_err(at)? {
-            None | Some("auto") => Target::Auto,
-            Some("input") => Target::Input,
-            Some("output") => Target::Output,
-            Some(o) => {
-                return Err(at(format!(
-                    "`target` must be auto, input or output, got `{o}`"
-                )))
-            }
-        };
+    pub fn new(config: &PiiConfig, index: usize) -> Result<Self, StageError> {
+        let kinds = config
+            .kinds()
+            .map_err(|e| StageError::Config(format!("pipeline[{index}] (pii): {e}")))?;
         Ok(Pii {
-            name: spec.stage.clone(),
+            name: "pii".to_string(),
             kinds,
-            columns: llm::strings_param(spec, "columns").map_err(at)?,
-            target,
+            columns: config.columns.clone(),
+            target: config.target.unwrap_or_default(),
         })
     }
 
@@ -163,9 +195,8 @@ mod tests {
     }
 
     fn stage(params: Value) -> Pii {
-        let mut s: StageSpec = serde_json::from_value(serde_json::json!({"stage": "pii"})).unwrap();
-        s.params = serde_json::from_value(params).unwrap();
-        Pii::new(&s, 0).unwrap()
+        let config: PiiConfig = serde_json::from_value(params).unwrap();
+        Pii::new(&config, 0).unwrap()
     }
 
     #[tokio::test]

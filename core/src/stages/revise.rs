@@ -16,10 +16,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::config::{check_template, CheckScope, ConfigError, StageColumns, StageConfig};
+use super::model_call::{model_call_config, ModelCall};
 use super::{llm, Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::{Backend, GenResponse};
 use crate::record::ChatMessage;
-use crate::spec::StageSpec;
 use crate::template::PromptTemplate;
 
 const CRITIQUE: &str = "You are a demanding reviewer. Review the response to the task below. \
@@ -32,44 +33,117 @@ the critique. Reply with the improved response only.\n\n\
 ## Task\n{{ prompt }}\n\n## Response\n{{ completion }}\n\n## Critique\n{{ critique }}\n\n\
 ## Improved response\n";
 
+model_call_config! {
+    /// `revise` settings, as written in the job file.
+    pub struct ReviseConfig {
+        /// Drafts the answers; without it the completion of an earlier stage is revised.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub template: Option<String>,
+        /// Backend of the critic (default `backend`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub critic_backend: Option<String>,
+        /// Backend of the reviser (default `backend`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub reviser_backend: Option<String>,
+        /// Sees the row's context plus `prompt` and `completion`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub critique_template: Option<String>,
+        /// Sees the row's context plus `prompt`, `completion` and `critique`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub revise_template: Option<String>,
+        /// Critique/revise rounds (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub rounds: Option<u32>,
+    }
+}
+
+impl StageConfig for ReviseConfig {
+    fn check(&self, scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        scope.backend("backend", &self.backend)?;
+        for (field, name) in [
+            ("critic_backend", &self.critic_backend),
+            ("reviser_backend", &self.reviser_backend),
+        ] {
+            if let Some(name) = name {
+                scope.backend(field, name)?;
+            }
+        }
+        check_template("template", self.template.as_deref())?;
+        check_template("critique_template", self.critique_template.as_deref())?;
+        check_template("revise_template", self.revise_template.as_deref())?;
+        if self.rounds == Some(0) {
+            return Err(ConfigError::new("rounds", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn columns(&self) -> StageColumns {
+        StageColumns::default()
+            .reading_template("template", self.template.as_deref(), &[])
+            .reading_template(
+                "critique_template",
+                self.critique_template.as_deref(),
+                &["prompt", "completion"],
+            )
+            .reading_template(
+                "revise_template",
+                self.revise_template.as_deref(),
+                &["prompt", "completion", "critique"],
+            )
+            .adding([
+                "prompt",
+                "completion",
+                "draft",
+                "critiques",
+                "revision_rounds",
+                "critic_model",
+                "reviser_model",
+            ])
+    }
+
+    fn template(&self) -> Option<&str> {
+        self.template.as_deref()
+    }
+
+    fn build(&self, index: usize, ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(Revise::new(self, index, ctx)?))
+    }
+}
+
 pub struct Revise {
     name: String,
     template: Option<PromptTemplate>,
     critique: PromptTemplate,
     revise: PromptTemplate,
     rounds: u32,
-    samples: u32,
     backend: Arc<Backend>,
     critic: Arc<Backend>,
     reviser: Arc<Backend>,
-    spec: StageSpec,
+    call: ModelCall,
     ctx: StageContext,
 }
 
-fn template_param(spec: &StageSpec, key: &str, default: &str) -> Result<PromptTemplate, String> {
-    let src = llm::str_param(spec, key)?.unwrap_or(default);
-    PromptTemplate::new(src).map_err(|e| format!("`{key}`: {e}"))
+/// The template in `source`, or the built-in `default`.
+fn template_or(key: &str, source: Option<&str>, default: &str) -> Result<PromptTemplate, String> {
+    PromptTemplate::new(source.unwrap_or(default)).map_err(|e| format!("`{key}`: {e}"))
 }
 
 impl Revise {
-    pub fn new(spec: &StageSpec, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
+    pub fn new(config: &ReviseConfig, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
         let at = |m: String| StageError::Config(format!("pipeline[{index}] (revise): {m}"));
-        let name = spec
-            .backend
-            .as_deref()
-            .ok_or_else(|| at("`backend` is required".into()))?;
-        let backend = ctx.backend(name)?;
+        let backend = ctx.backend(&config.backend)?;
+        let critique_source = config.critique_template.as_deref();
+        let revise_source = config.revise_template.as_deref();
         Ok(Revise {
-            name: spec.stage.clone(),
-            template: llm::optional_template(spec).map_err(at)?,
-            critique: template_param(spec, "critique_template", CRITIQUE).map_err(at)?,
-            revise: template_param(spec, "revise_template", REVISE).map_err(at)?,
-            rounds: llm::u64_param(spec, "rounds").map_err(at)?.unwrap_or(1) as u32,
-            samples: spec.samples.unwrap_or(1).max(1),
-            critic: llm::backend_param(spec, "critic_backend", ctx, &backend)?,
-            reviser: llm::backend_param(spec, "reviser_backend", ctx, &backend)?,
+            name: "revise".to_string(),
+            template: llm::optional_template(config.template.as_deref()).map_err(at)?,
+            critique: template_or("critique_template", critique_source, CRITIQUE).map_err(at)?,
+            revise: template_or("revise_template", revise_source, REVISE).map_err(at)?,
+            rounds: config.rounds.unwrap_or(1),
+            critic: llm::backend_or(config.critic_backend.as_deref(), ctx, &backend)?,
+            reviser: llm::backend_or(config.reviser_backend.as_deref(), ctx, &backend)?,
             backend,
-            spec: spec.clone(),
+            call: config.model_call(),
             ctx: ctx.clone(),
         })
     }
@@ -84,10 +158,10 @@ impl Revise {
     ) -> Result<String, String> {
         let msgs = vec![ChatMessage::new("user", user)];
         let req = llm::request(
-            &self.spec,
+            &self.call,
             msgs,
             1,
-            self.ctx.job.seed,
+            self.ctx.job_seed,
             item.seed.index,
             salt,
         );
@@ -191,12 +265,12 @@ impl Revise {
         let prompt = t
             .render(&Value::Object(item.context.clone()))
             .map_err(|e| llm::fail(&self.ctx, &item, &self.name, e))?;
-        let messages = llm::user_messages(self.spec.system_prompt.as_deref(), &prompt);
+        let messages = llm::user_messages(self.call.system_prompt.as_deref(), &prompt);
         let req = llm::request(
-            &self.spec,
+            &self.call,
             messages.clone(),
-            self.samples,
-            self.ctx.job.seed,
+            self.call.samples(),
+            self.ctx.job_seed,
             item.seed.index,
             0,
         );
@@ -207,15 +281,15 @@ impl Revise {
             .map_err(|e| llm::fail(&self.ctx, &item, &self.name, format!("draft: {e}")))?;
         item.context
             .insert("prompt".into(), Value::String(prompt.clone()));
-        let job = &self.ctx.job;
         Ok(resp
             .choices
             .iter()
             .enumerate()
             .map(|(i, _)| {
-                let mut it = llm::sample_item(&item, job, &self.name, &prompt, &messages, &resp, i);
+                let mut it =
+                    llm::sample_item(&item, &self.ctx, &self.name, &prompt, &messages, &resp, i);
                 let r = &mut it.record;
-                llm::set_lineage(r, &self.backend, &self.spec, &resp, Some(t));
+                llm::set_lineage(r, &self.backend, &self.call, &resp, Some(t));
                 (it, prompt.clone())
             })
             .collect())

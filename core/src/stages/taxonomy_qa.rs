@@ -13,11 +13,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::config::{CheckScope, ConfigError, StageColumns, StageConfig};
+use super::model_call::{model_call_config, ModelCall};
 use super::{Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::{Backend, GenRequest, GenResponse};
 use crate::input::taxonomy::{chunk_markdown, TaxonomyEntry, TaxonomyKind};
 use crate::record::{record_id, ChatMessage};
-use crate::spec::StageSpec;
 
 /// Output columns this stage fills.
 pub const COLUMNS: [&str; 4] = ["question", "answer", "context", "taxonomy_path"];
@@ -25,49 +26,96 @@ pub const COLUMNS: [&str; 4] = ["question", "answer", "context", "taxonomy_path"
 mod parse;
 pub use parse::{parse_pairs, ParsedPair};
 
+model_call_config! {
+    /// `taxonomy_qa` settings, as written in the job file.
+    pub struct TaxonomyQaConfig {
+        /// Pairs asked for per prompt (default 3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pairs: Option<u32>,
+        /// Seed pairs shown per prompt (default 3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub examples: Option<usize>,
+        /// Local copy of the knowledge documents, chunked into extra contexts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub document_dir: Option<PathBuf>,
+        /// Words per document chunk (default 300).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub chunk_words: Option<usize>,
+    }
+}
+
+impl TaxonomyQaConfig {
+    fn pairs(&self) -> u32 {
+        self.pairs.unwrap_or(3)
+    }
+
+    fn examples(&self) -> usize {
+        self.examples.unwrap_or(3)
+    }
+
+    fn chunk_words(&self) -> usize {
+        self.chunk_words.unwrap_or(300)
+    }
+
+    /// Every count is at least one.
+    fn check_counts(&self) -> Result<(), ConfigError> {
+        for (key, n) in [
+            ("pairs", self.pairs() as usize),
+            ("examples", self.examples()),
+            ("chunk_words", self.chunk_words()),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::new(key, "must be a positive integer, got 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StageConfig for TaxonomyQaConfig {
+    fn check(&self, scope: &CheckScope<'_>) -> Result<(), ConfigError> {
+        scope.backend("backend", &self.backend)?;
+        self.check_counts()
+    }
+
+    fn columns(&self) -> StageColumns {
+        StageColumns::default().adding(COLUMNS).adding(["completion"])
+    }
+
+    fn build(&self, index: usize, ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
+        Ok(Arc::new(TaxonomyQa::new(self, index, ctx)?))
+    }
+}
+
 pub struct TaxonomyQa {
     name: String,
     pairs: u32,
-    samples: u32,
     /// Seed pairs shown per prompt.
     examples: usize,
     document_dir: Option<PathBuf>,
     chunk_words: usize,
     backend: Arc<Backend>,
-    spec: StageSpec,
+    call: ModelCall,
     ctx: StageContext,
 }
 
 impl TaxonomyQa {
-    pub fn new(spec: &StageSpec, index: usize, ctx: &StageContext) -> Result<Self, StageError> {
-        let at = |m: String| StageError::Config(format!("pipeline[{index}]: {m}"));
-        let backend_name = spec
-            .backend
-            .as_deref()
-            .ok_or_else(|| at("`backend` is required".into()))?;
-        let num = |key: &str, default: u64| -> Result<u64, StageError> {
-            match spec.params.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| at(format!("`{key}` must be a positive integer, got {v}"))),
-            }
-        };
-        let document_dir = match spec.params.get("document_dir") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(PathBuf::from(s)),
-            Some(v) => return Err(at(format!("`document_dir` must be a path, got {v}"))),
-        };
+    pub fn new(
+        config: &TaxonomyQaConfig,
+        index: usize,
+        ctx: &StageContext,
+    ) -> Result<Self, StageError> {
+        config
+            .check_counts()
+            .map_err(|e| StageError::Config(format!("pipeline[{index}]: {e}")))?;
         Ok(TaxonomyQa {
-            name: spec.stage.clone(),
-            pairs: num("pairs", 3)? as u32,
-            samples: spec.samples.unwrap_or(1).max(1),
-            examples: num("examples", 3)? as usize,
-            document_dir,
-            chunk_words: num("chunk_words", 300)? as usize,
-            backend: ctx.backend(backend_name)?,
-            spec: spec.clone(),
+            name: "taxonomy_qa".to_string(),
+            pairs: config.pairs(),
+            examples: config.examples(),
+            document_dir: config.document_dir.clone(),
+            chunk_words: config.chunk_words(),
+            backend: ctx.backend(&config.backend)?,
+            call: config.model_call(),
             ctx: ctx.clone(),
         })
     }
@@ -94,15 +142,15 @@ impl TaxonomyQa {
         GenRequest {
             messages: vec![ChatMessage::new("user", prompt.to_string())],
             prompt: None,
-            max_tokens: self.spec.max_tokens,
-            temperature: self.spec.temperature,
-            top_p: self.spec.top_p,
-            n: Some(self.samples),
-            stop: self.spec.stop.clone(),
+            max_tokens: self.call.max_tokens,
+            temperature: self.call.temperature,
+            top_p: self.call.top_p,
+            n: Some(self.call.samples()),
+            stop: self.call.stop.clone(),
             seed: Some(seed),
             // Structured output (e.g. a JSON schema of `{"pairs": [{question, answer}]}`)
             // where the backend supports it; the parser accepts both shapes.
-            response_format: self.spec.params.get("response_format").cloned(),
+            response_format: self.call.response_format.clone(),
         }
     }
 
@@ -139,8 +187,8 @@ impl TaxonomyQa {
                 let ctx_text = pair.context.clone().or(context.map(str::to_string));
                 let r = &mut it.record;
                 r.id = record_id(
-                    &self.ctx.job.name,
-                    self.ctx.job.seed,
+                    &self.ctx.job_name,
+                    self.ctx.job_seed,
                     item.seed.index,
                     &self.name,
                     k,
@@ -169,9 +217,9 @@ impl TaxonomyQa {
                 r.template_hash = crate::template::PromptTemplate::new(PROMPT_VERSION)
                     .map(|t| t.hash().to_string())
                     .unwrap_or_default();
-                r.temperature = self.spec.temperature.or(self.backend.spec().temperature);
-                r.top_p = self.spec.top_p.or(self.backend.spec().top_p);
-                r.max_tokens = self.spec.max_tokens.or(self.backend.spec().max_tokens);
+                r.temperature = self.call.temperature.or(self.backend.spec().temperature);
+                r.top_p = self.call.top_p.or(self.backend.spec().top_p);
+                r.max_tokens = self.call.max_tokens.or(self.backend.spec().max_tokens);
                 r.extra.insert("question".into(), pair.question.clone());
                 r.extra.insert("answer".into(), pair.answer.clone());
                 r.extra
@@ -194,9 +242,8 @@ impl TaxonomyQa {
 
 /// The prompts a `taxonomy_qa` entry sends for a leaf, from its seed contexts only (local
 /// documents are read at run time): for `synthforge validate`-style previews.
-pub fn preview_prompts(spec: &StageSpec, entry: &TaxonomyEntry) -> Vec<String> {
-    let get = |k: &str, d: u64| spec.params.get(k).and_then(Value::as_u64).unwrap_or(d);
-    let (pairs, examples) = (get("pairs", 3) as u32, get("examples", 3) as usize);
+pub fn preview_prompts(config: &TaxonomyQaConfig, entry: &TaxonomyEntry) -> Vec<String> {
+    let (pairs, examples) = (config.pairs(), config.examples());
     if entry.kind == TaxonomyKind::Knowledge {
         entry
             .seed_examples
@@ -376,7 +423,7 @@ impl Stage for TaxonomyQa {
         } else {
             vec![(skill_prompt(&entry, self.pairs, self.examples), None)]
         };
-        let base_seed = self.ctx.job.seed ^ item.seed.index;
+        let base_seed = self.ctx.job_seed ^ item.seed.index;
         let calls = prompts.iter().enumerate().map(|(i, (p, _))| {
             let req = self.request(p, base_seed.wrapping_add(i as u64));
             let backend = self.backend.clone();

@@ -37,6 +37,12 @@ pub fn parse(value: Option<&serde_json::Value>) -> Result<Variations, String> {
     Ok(out)
 }
 
+/// Reads `variations` from a job file (through [`parse`], so non-string choices become text).
+pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Variations, D::Error> {
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+    parse(Some(&value)).map_err(serde::de::Error::custom)
+}
+
 /// Draws one value per list for a row (and sample).
 pub fn choose(
     vars: &Variations,

@@ -76,8 +76,6 @@ pub struct Scheduler {
     /// Wait between a task's failed or expired attempt and its next lease.
     retry_backoff: Backoff,
     changed: tokio::sync::Notify,
-    /// Live throughput, backend snapshots and samples for the dashboard and `/metrics`.
-    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Stable, idempotent job id: same name and spec → same id, so re-submitting resumes.
@@ -118,7 +116,6 @@ impl Scheduler {
             heartbeat_interval_ms: 2_000,
             retry_backoff,
             changed: tokio::sync::Notify::new(),
-            telemetry: Default::default(),
         })
     }
 
@@ -560,9 +557,6 @@ impl Scheduler {
                 continue;
             };
             tracing::warn!(job = %t.job_id, task_id = t.task_id, attempt = t.attempt, state = ?t.state, "lease expired");
-            self.telemetry
-                .lease_expirations
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             entry.progress.remove(&t.task_id);
             let mut lost_by = None;
             if let Some(mem) = entry.tasks.get_mut(t.task_id as usize) {
@@ -622,20 +616,6 @@ impl Scheduler {
     /// Waits until something changes (a completion, a job ending) or the timeout passes.
     pub async fn wait_change(&self, timeout: std::time::Duration) {
         let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
-    }
-
-    /// Background loop: requeue expired leases twice a second until the token is cancelled.
-    pub fn spawn_expiry_loop(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                if let Err(e) = this.requeue_expired().await {
-                    tracing::warn!(error = %e, "requeue of expired leases failed");
-                }
-            }
-        })
     }
 }
 

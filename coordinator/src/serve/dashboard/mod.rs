@@ -3,37 +3,35 @@
 
 pub mod samples;
 
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::control::scheduler::Scheduler;
-use crate::telemetry::Point;
+use crate::telemetry::{Point, Telemetry};
 
 pub const INDEX_HTML: &str = include_str!("index.html");
 pub const APP_JS: &str = include_str!("app.js");
 pub const APP_CSS: &str = include_str!("app.css");
 
-/// Samples throughput once a second and reads sample rows of newly committed files, until the
-/// scheduler is dropped (the task holds only a weak reference, so it never keeps one alive).
-pub fn spawn_sampler(sched: Weak<Scheduler>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(s) = sched.upgrade() else {
-                return;
-            };
-            sample_once(&s).await;
-            read_samples(&s).await;
+/// Samples throughput once a second and reads sample rows of newly committed files, until
+/// `stop` is cancelled (the coordinator stops it with its servers).
+pub async fn run_sampler(sched: &Scheduler, telemetry: &Telemetry, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
         }
-    })
+        sample_once(sched, telemetry).await;
+        read_samples(sched, telemetry).await;
+    }
 }
 
 /// Records one point per job (seed rows done, tokens spent) and per worker (rows done).
-pub async fn sample_once(sched: &Arc<Scheduler>) {
+pub async fn sample_once(sched: &Scheduler, t: &Telemetry) {
     let now = synthforge_core::now_ms();
-    let t = &sched.telemetry;
     for j in sched.jobs().await {
         if j.record.state.is_terminal() && j.record.finished_ms + 5_000 < now {
             continue;
@@ -64,16 +62,16 @@ pub async fn sample_once(sched: &Arc<Scheduler>) {
 }
 
 /// Reads a few rows of at most a few queued committed files (bounded work per tick).
-async fn read_samples(sched: &Arc<Scheduler>) {
+async fn read_samples(sched: &Scheduler, telemetry: &Telemetry) {
     for _ in 0..4 {
-        let Some(src) = sched.telemetry.next_sample_source() else {
+        let Some(src) = telemetry.next_sample_source() else {
             return;
         };
         let Some(job) = sched.job(&src.job_id).await else {
             continue;
         };
         match samples::read(&job.record.output, &src, 2).await {
-            Ok(rows) => sched.telemetry.add_samples(&src.job_id, rows),
+            Ok(rows) => telemetry.add_samples(&src.job_id, rows),
             Err(e) => {
                 tracing::debug!(job = %src.job_id, path = %src.path, error = %e, "cannot sample output file")
             }

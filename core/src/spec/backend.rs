@@ -1,0 +1,89 @@
+//! The `backends` section of a job file: named model endpoints and their limits.
+//!
+//! Plain data with no dependency on the rest of the crate, so that the clients in `backend` can use
+//! it without depending on the whole job spec.
+
+use serde::{Deserialize, Serialize};
+
+/// Which OpenAI-compatible endpoint a backend speaks.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendApi {
+    #[default]
+    Chat,
+    Completions,
+}
+
+/// Concurrency: a fixed number or `auto` (find the backend's saturation point).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Concurrency {
+    Fixed(u32),
+    Auto(AutoKeyword),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoKeyword {
+    Auto,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Concurrency::Fixed(32)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// One base URL (ending in `/v1`) ...
+    #[serde(default)]
+    pub url: Option<String>,
+    /// ... or several endpoints serving the same model.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    pub model: String,
+    #[serde(default)]
+    pub api: BackendApi,
+    /// Name of the environment variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Path of a file holding the API key (Kubernetes secrets mount as files).
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    #[serde(default)]
+    pub max_concurrency: Concurrency,
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u32>,
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: f64,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Sampling defaults for every request to this backend.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+fn default_timeout_s() -> f64 {
+    120.0
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+impl BackendSpec {
+    /// All endpoint base URLs, `url` first.
+    pub fn endpoints(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.url.iter().cloned().collect();
+        all.extend(self.urls.iter().cloned());
+        all
+    }
+}
