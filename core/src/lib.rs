@@ -11,6 +11,7 @@ pub mod redact;
 pub mod sink;
 pub mod spec;
 pub mod stages;
+pub mod stats;
 pub mod storage;
 pub mod template;
 

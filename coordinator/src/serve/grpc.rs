@@ -10,10 +10,13 @@ use std::sync::Arc;
 use synthforge_proto as pb;
 use tonic::{Request, Response, Status};
 
+use synthforge_core::backend::BackendSnapshot;
+use synthforge_core::sink::WrittenFile;
+
 use crate::control::scheduler::{SchedError, Scheduler};
 pub use crate::serve::auth::Auth;
 use crate::serve::auth::Role;
-use crate::serve::{convert, redact};
+use crate::serve::redact;
 use crate::telemetry::Telemetry;
 
 fn status(e: SchedError) -> Status {
@@ -23,6 +26,7 @@ fn status(e: SchedError) -> Status {
         SchedError::NoJob(j) => Status::not_found(format!("no job `{j}`")),
         SchedError::Store(s) => Status::unavailable(format!("state store: {s}")),
         SchedError::Busy(m) => Status::unavailable(m),
+        e @ SchedError::InputChanged { .. } => Status::failed_precondition(e.to_string()),
     }
 }
 
@@ -70,7 +74,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
                 attempt: l.attempt,
                 lease_deadline_unix_ms: l.deadline_ms,
                 job_spec_yaml: l.spec_yaml,
-                input: Some(convert::slice_to_pb(&l.slice)),
+                input: Some(pb::TaskInput::from(&l.slice)),
             }),
             shutdown,
             retry_after_ms: 200,
@@ -84,10 +88,18 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         self.auth.check(&req, Role::Worker)?;
         let r = req.into_inner();
         let rows = r.progress.map(|p| p.rows_done).unwrap_or(0);
+        // Telemetry is lossy by design: a snapshot the worker sent malformed is dropped, the
+        // heartbeat (the lease) is not.
         let backends = r
             .backends
             .iter()
-            .map(crate::telemetry::backend_from_pb)
+            .filter_map(|b| match BackendSnapshot::try_from(b) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(worker = %r.worker_id, backend = %b.name, error = %e, "dropping a malformed backend snapshot");
+                    None
+                }
+            })
             .collect();
         self.telemetry
             .record_backends(&r.worker_id, &r.job_id, backends);
@@ -114,20 +126,23 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         self.auth.check(&req, Role::Worker)?;
         let r = req.into_inner();
-        let files = r.files.iter().map(convert::file_from_pb).collect();
-        let stats = r
-            .stats
-            .as_ref()
-            .map(convert::stats_from_pb)
-            .unwrap_or_default();
+        let files: Vec<WrittenFile> = r.files.iter().map(WrittenFile::from).collect();
+        let stats = r.stats.as_ref().map(Into::into).unwrap_or_default();
         let res = self
             .sched
-            .complete(&r.worker_id, &r.job_id, r.task_id, r.attempt, files, stats)
+            .complete(
+                &r.worker_id,
+                &r.job_id,
+                r.task_id,
+                r.attempt,
+                files.clone(),
+                stats,
+            )
             .await
             .map_err(status)?;
         if res.is_ok() {
             self.telemetry
-                .task_completed(&r.job_id, r.task_id, r.attempt, &r.files);
+                .task_completed(&r.job_id, r.task_id, r.attempt, &files);
         }
         Ok(Response::new(match res {
             Ok(()) => pb::CompleteResponse {
@@ -195,7 +210,7 @@ impl pb::job_service_server::JobService for JobApi {
         self.auth.check(&req, Role::Read)?;
         let r = req.into_inner();
         match self.sched.job(&r.job_id).await {
-            Some(v) => Ok(Response::new(masked(convert::job_to_pb(&v)))),
+            Some(v) => Ok(Response::new(masked(pb::JobStatus::from(&v)))),
             None => Err(Status::not_found(format!("no job `{}`", r.job_id))),
         }
     }
@@ -207,7 +222,10 @@ impl pb::job_service_server::JobService for JobApi {
         self.auth.check(&req, Role::Read)?;
         let jobs = self.sched.jobs().await;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(|j| masked(convert::job_to_pb(j))).collect(),
+            jobs: jobs
+                .iter()
+                .map(|j| masked(pb::JobStatus::from(j)))
+                .collect(),
         }))
     }
 
