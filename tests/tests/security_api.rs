@@ -489,7 +489,8 @@ fn https_dashboard_with_the_grpc_certificate() {
         http_get(&format!("{}/api/jobs", coord.http_url())),
         Ok((200, _))
     ));
-    // gRPC on the same certificate still works for clients trusting the CA.
+    // gRPC on the same certificate still works for clients trusting the CA, and so does
+    // `status --http` over HTTPS.
     cli(&[
         "status",
         "--coordinator",
@@ -500,4 +501,22 @@ fn https_dashboard_with_the_grpc_certificate() {
         READ,
     ])
     .assert_success();
+    let http_status = cli(&[
+        "status",
+        "--coordinator",
+        &coord.url(),
+        "--http",
+        &https,
+        "--tls-ca",
+        s(&ca_pem),
+        "--token",
+        READ,
+        "--json",
+    ]);
+    http_status.assert_success();
+    assert!(
+        http_status.stdout.contains("\"workers\""),
+        "{}",
+        http_status.describe()
+    );
 }
