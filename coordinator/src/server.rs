@@ -349,6 +349,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_open_coordinator_refuses_a_wide_address_and_bad_token_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let mut config = CoordinatorConfig {
+            grpc_addr: "0.0.0.0:0".parse().unwrap(),
+            http_addr: None,
+            token: None,
+            shutdown_when_idle: false,
+            tls: None,
+            security: SecurityConfig::default(),
+        };
+        let refused = Coordinator::start(
+            config.clone(),
+            store.clone(),
+            noop_finalizer(),
+            CancellationToken::new(),
+        )
+        .await;
+        assert!(matches!(refused, Err(ServeError::Exposed(_))));
+        config.security.read_token = Some("r".into());
+        let refused = Coordinator::start(
+            config.clone(),
+            store,
+            noop_finalizer(),
+            CancellationToken::new(),
+        )
+        .await;
+        assert!(matches!(refused, Err(ServeError::Tokens(_))));
+    }
+
+    #[tokio::test]
     async fn ports_bound_at_zero_are_reported_and_released_on_stop() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());

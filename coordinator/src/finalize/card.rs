@@ -50,7 +50,7 @@ fn public_spec(spec: &JobSpec) -> String {
         }
         b.urls.iter_mut().for_each(mask);
     }
-    s.to_yaml()
+    synthforge_core::redact::mask_text(&s.to_yaml())
 }
 
 /// Column names and Arrow types of the dataset (from the first data file's footer).
