@@ -30,6 +30,7 @@ function setToken(t) {
 
 function showLogin(message) {
   document.getElementById('login').hidden = false;
+  document.body.classList.add('needs-token'); // hides the (empty) panels until a token works
   document.getElementById('login-msg').textContent = message || '';
 }
 
@@ -39,6 +40,7 @@ document.getElementById('login-form').addEventListener('submit', (ev) => {
   setToken(input.value.trim());
   input.value = '';
   document.getElementById('login').hidden = true;
+  document.body.classList.remove('needs-token');
   poll();
 });
 
