@@ -127,9 +127,17 @@ async fn api_key_is_never_shown() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "sk-secret-123\n").unwrap();
-    let b = backend(serde_json::json!({
-        "url": mock.url(), "api_key_file": key_file.display().to_string(),
-    }));
+    let credentials = synthforge_core::backend::Credentials::load(
+        &[format!("k=file:{}", key_file.display()).parse().unwrap()],
+        None,
+    )
+    .unwrap();
+    let spec: synthforge_core::spec::BackendSpec = serde_json::from_value(
+        serde_json::json!({"url": mock.url(), "model": "mock-model", "credential": "k"}),
+    )
+    .unwrap();
+    let b =
+        synthforge_core::backend::Backend::with_credentials("test", &spec, &credentials).unwrap();
     b.generate(&chat("x")).await.unwrap();
     let shown = format!("{b:?} {:?}", b.snapshot());
     assert!(!shown.contains("sk-secret-123"), "{shown}");

@@ -76,6 +76,7 @@ async fn cluster(
         parallel_tasks,
         grace,
         http_addr: None,
+        credentials: Default::default(),
     };
     let c = Standalone::start(
         config,

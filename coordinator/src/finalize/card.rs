@@ -223,7 +223,7 @@ pipeline:
   - {stage: generate, backend: m, template: "{{ text }}"}
   - {stage: dedup}
 backends:
-  m: {url: "http://user:hunter2@127.0.0.1:1/v1", model: x, api_key_env: MY_KEY}
+  m: {url: "http://user:hunter2@127.0.0.1:1/v1", model: x, credential: my_key}
 output: {path: /tmp/out}
 "#,
             "t",

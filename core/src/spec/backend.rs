@@ -46,11 +46,15 @@ pub struct BackendSpec {
     pub model: String,
     #[serde(default)]
     pub api: BackendApi,
-    /// Name of the environment variable holding the API key (never the key itself).
-    #[serde(default)]
+    /// Name of a credential the operator configured on the workers (`--credential NAME=...`);
+    /// the job never says where a key lives, so it cannot point a worker's secrets at its URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// Refused at validation (see [`BackendSpec::credential`]); parsed only to say so clearly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
-    /// Path of a file holding the API key (Kubernetes secrets mount as files).
-    #[serde(default)]
+    /// Refused at validation, like `api_key_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_file: Option<String>,
     #[serde(default)]
     pub max_concurrency: Concurrency,

@@ -1,7 +1,8 @@
 //! The job spec: one YAML file that says what to read, how to generate, where to write.
 //!
 //! The spec travels from the user to the coordinator to every worker, so it holds no secrets:
-//! backends name the environment variable or file that holds their API key, never the key.
+//! a backend names a credential the operator configured on the workers, never a key, an
+//! environment variable or a file.
 //!
 //! Layering: the sections `input`, `backends`, `output` are plain data in this folder's
 //! submodules (the readers and clients depend on them alone); each pipeline entry is the
@@ -134,6 +135,20 @@ impl JobSpec {
                     format!("{field}.max_concurrency"),
                     "must be at least 1 or `auto`".into(),
                 ));
+            }
+            for (key, value) in [
+                ("api_key_env", &backend.api_key_env),
+                ("api_key_file", &backend.api_key_file),
+            ] {
+                if value.is_some() {
+                    return Err(invalid(
+                        format!("{field}.{key}"),
+                        "a job cannot name environment variables or files on the workers; \
+                         use `credential: NAME`, a credential the operator configured with \
+                         `--credential NAME=env:VAR` on the workers (or `synthforge run`)"
+                            .into(),
+                    ));
+                }
             }
             if backend.max_attempts == 0 {
                 return Err(invalid(
