@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
 
+# No module may import a module that imports it back (see ARCHITECTURE.md).
+python3 scripts/check-module-cycles.py
+
 # The end-to-end tests run target/debug/synthforge as a process: build it up front.
 cargo build -p synthforge
 

@@ -1,10 +1,11 @@
 //! Durable scheduler state: jobs and tasks as the state store keeps them.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
+/// Task accounting lives in core (the worker accumulates it, the coordinator sums it); kept
+/// reachable here so scheduler and store code name it with the rest of the task record.
+pub use synthforge_core::stats::TaskStats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,46 +79,6 @@ impl TaskState {
             TaskState::Done => "done",
             TaskState::Failed => "failed",
         }
-    }
-}
-
-/// Counters a task reports on completion; the job's totals are their sum.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TaskStats {
-    pub rows_in: u64,
-    pub rows_out: u64,
-    pub rows_failed: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    #[serde(default)]
-    pub removed: BTreeMap<String, u64>,
-    #[serde(default)]
-    pub prompt_tokens_by_model: BTreeMap<String, u64>,
-    #[serde(default)]
-    pub completion_tokens_by_model: BTreeMap<String, u64>,
-    #[serde(default)]
-    pub pii_redactions: BTreeMap<String, u64>,
-}
-
-impl TaskStats {
-    pub fn add(&mut self, o: &TaskStats) {
-        self.rows_in += o.rows_in;
-        self.rows_out += o.rows_out;
-        self.rows_failed += o.rows_failed;
-        self.prompt_tokens += o.prompt_tokens;
-        self.completion_tokens += o.completion_tokens;
-        let merge = |a: &mut BTreeMap<String, u64>, b: &BTreeMap<String, u64>| {
-            for (k, v) in b {
-                *a.entry(k.clone()).or_default() += v;
-            }
-        };
-        merge(&mut self.removed, &o.removed);
-        merge(&mut self.prompt_tokens_by_model, &o.prompt_tokens_by_model);
-        merge(
-            &mut self.completion_tokens_by_model,
-            &o.completion_tokens_by_model,
-        );
-        merge(&mut self.pii_redactions, &o.pii_redactions);
     }
 }
 

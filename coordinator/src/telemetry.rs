@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 use synthforge_core::backend::{BackendSnapshot, EndpointSnapshot};
-use synthforge_proto as pb;
+use synthforge_core::sink::WrittenFile;
 
 /// Points kept per series; when full, every other point is dropped (resolution halves), so a
 /// job of any length keeps its whole history in bounded memory.
@@ -346,13 +346,7 @@ impl Telemetry {
     }
 
     /// Notes an accepted completion: times the task and queues its data files for sampling.
-    pub fn task_completed(
-        &self,
-        job_id: &str,
-        task_id: u64,
-        attempt: u32,
-        files: &[pb::OutputFile],
-    ) {
+    pub fn task_completed(&self, job_id: &str, task_id: u64, attempt: u32, files: &[WrittenFile]) {
         let now = synthforge_core::now_ms();
         let mut inner = self.lock();
         if let Some(start) = inner
@@ -438,37 +432,6 @@ fn add_endpoint(v: &mut EndpointView, weighted: &mut f64, e: &EndpointSnapshot, 
     v.latency_p95_ms = v.latency_p95_ms.max(e.latency_p95_ms);
     for (code, n) in &e.errors_by_code {
         *v.errors_by_code.entry(*code).or_default() += n;
-    }
-}
-
-/// Heartbeat wire form → core snapshot.
-pub fn backend_from_pb(b: &pb::BackendStats) -> BackendSnapshot {
-    BackendSnapshot {
-        name: b.name.clone(),
-        model: b.model.clone(),
-        limit: b.limit,
-        in_flight: b.in_flight,
-        prompt_tokens: b.prompt_tokens,
-        completion_tokens: b.completion_tokens,
-        retries: b.retries,
-        endpoints: b
-            .endpoints
-            .iter()
-            .map(|e| EndpointSnapshot {
-                url: e.url.clone(),
-                limit: e.limit,
-                in_flight: e.in_flight,
-                requests_ok: e.requests_ok,
-                errors_by_code: e
-                    .errors_by_code
-                    .iter()
-                    .map(|(k, v)| (u16::try_from(*k).unwrap_or(u16::MAX), *v))
-                    .collect(),
-                latency_p50_ms: e.latency_p50_ms,
-                latency_p95_ms: e.latency_p95_ms,
-                ejected: e.ejected,
-            })
-            .collect(),
     }
 }
 

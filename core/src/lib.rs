@@ -10,6 +10,7 @@ pub mod record;
 pub mod sink;
 pub mod spec;
 pub mod stages;
+pub mod stats;
 pub mod storage;
 pub mod template;
 

@@ -29,6 +29,14 @@ pub enum StorageError {
     NothingMatches(String),
 }
 
+impl StorageError {
+    /// Whether trying again later may succeed: a store can be unreachable for a while, but a
+    /// malformed URL stays malformed. (An empty match may fill up, as objects get written.)
+    pub fn retryable(&self) -> bool {
+        !matches!(self, StorageError::BadUrl { .. })
+    }
+}
+
 /// A store plus a path inside it; `url` is kept for messages and for re-opening elsewhere.
 #[derive(Clone, Debug)]
 pub struct Location {
@@ -203,13 +211,14 @@ pub async fn list_objects(url: &str) -> Result<Vec<(Location, ObjectMeta)>, Stor
         .try_collect()
         .await
         .map_err(|e| base.store_error(e))?;
-    let matcher = pattern.map(|p| {
-        glob_match_fn(&format!(
-            "{}/{}",
-            base.path.as_ref().trim_end_matches('/'),
-            p
-        ))
-    });
+    let matcher = pattern
+        .map(|p| {
+            glob_matcher(
+                &format!("{}/{}", base.path.as_ref().trim_end_matches('/'), p),
+                url,
+            )
+        })
+        .transpose()?;
     let mut out: Vec<(Location, ObjectMeta)> = metas
         .into_iter()
         .filter(|m| {
@@ -240,29 +249,18 @@ pub async fn list_objects(url: &str) -> Result<Vec<(Location, ObjectMeta)>, Stor
     Ok(out)
 }
 
-/// A tiny glob: `*` (within a segment), `**` (across segments), `?`.
-fn glob_match_fn(pattern: &str) -> impl Fn(&str) -> bool {
-    let pat: Vec<char> = pattern.trim_start_matches('/').chars().collect();
-    move |s: &str| {
-        let s: Vec<char> = s.trim_start_matches('/').chars().collect();
-        glob_match(&pat, &s)
-    }
-}
-
-fn glob_match(p: &[char], s: &[char]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some('*') if p.get(1) == Some(&'*') => {
-            let rest = &p[2..];
-            let rest = rest.strip_prefix(&['/']).unwrap_or(rest);
-            (0..=s.len()).any(|i| glob_match(rest, &s[i..]))
-        }
-        Some('*') => (0..=s.len())
-            .take_while(|&i| i == 0 || s[i - 1] != '/')
-            .any(|i| glob_match(&p[1..], &s[i..])),
-        Some('?') => !s.is_empty() && s[0] != '/' && glob_match(&p[1..], &s[1..]),
-        Some(c) => !s.is_empty() && s[0] == *c && glob_match(&p[1..], &s[1..]),
-    }
+/// Matches object paths against a glob (`glob` crate rules): `*` and `?` stay within a path
+/// segment, `**` spans segments, `[0-9]`/`[!a]` are character classes. Both sides are compared
+/// without a leading `/`, as object-store paths have none.
+fn glob_matcher(pattern: &str, url: &str) -> Result<impl Fn(&str) -> bool, StorageError> {
+    let pattern = glob::Pattern::new(pattern.trim_start_matches('/'))
+        .map_err(|e| bad(url, format!("invalid glob: {e}")))?;
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    Ok(move |path: &str| pattern.matches_with(path.trim_start_matches('/'), options))
 }
 
 pub fn is_glob(url: &str) -> bool {
@@ -276,12 +274,34 @@ mod tests {
 
     #[test]
     fn glob_rules() {
-        let f = glob_match_fn("data/*.parquet");
+        let f = glob_matcher("data/*.parquet", "t").unwrap();
         assert!(f("data/a.parquet"));
         assert!(!f("data/x/a.parquet"));
-        let g = glob_match_fn("data/**/*.jsonl");
+        let g = glob_matcher("data/**/*.jsonl", "t").unwrap();
         assert!(g("data/x/y/a.jsonl"));
         assert!(g("data/a.jsonl"));
+        let q = glob_matcher("data/?.jsonl", "t").unwrap();
+        assert!(q("data/a.jsonl"));
+        assert!(!q("data/ab.jsonl"));
+    }
+
+    #[test]
+    fn glob_character_classes_match() {
+        let f = glob_matcher("data/part-[0-9].jsonl", "t").unwrap();
+        assert!(f("data/part-3.jsonl"));
+        assert!(!f("data/part-x.jsonl"));
+        assert!(!f("data/part-33.jsonl"));
+        let not = glob_matcher("data/part-[!0-9].jsonl", "t").unwrap();
+        assert!(not("data/part-x.jsonl"));
+        assert!(!not("data/part-3.jsonl"));
+    }
+
+    #[test]
+    fn an_invalid_glob_is_a_bad_url_error() {
+        let err = glob_matcher("data/part-[0-9.jsonl", "s3://b/data/part-[0-9.jsonl")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("invalid glob"), "{err}");
     }
 
     #[tokio::test]

@@ -39,6 +39,9 @@ fn metrics_pass_promtool_and_the_cli_shows_the_same_numbers() {
     let mut job = JobSpec::new(&seeds, SeedFormat::Parquet, &mock.url(), &out);
     job.rows_per_task = 40;
     job.max_concurrency = 2;
+    // Non-ASCII in the job (it comes back in the API's `spec_yaml`): `status --http` must pass
+    // it through intact.
+    job.template = format!("{DEFAULT_TEMPLATE} (Grüße, 日本語, ✓)");
     let job_file = job.write_to(dir.path());
     let coord = Coordinator::start(&StateBackend::Dir(dir.path().join("state")), &[]);
     let _w = coord.worker("m1", &["--parallel-tasks", "1"]);
@@ -131,6 +134,17 @@ fn metrics_pass_promtool_and_the_cli_shows_the_same_numbers() {
         assert_eq!(j[key], api[key], "status --http differs on {key}");
     }
     assert_eq!(j["record"]["state"], "succeeded");
+    assert_eq!(
+        j["record"], api["record"],
+        "status --http differs on the record"
+    );
+    assert!(
+        j["record"]["spec_yaml"]
+            .as_str()
+            .is_some_and(|y| y.contains("Grüße, 日本語, ✓")),
+        "non-ASCII template lost: {}",
+        j["record"]["spec_yaml"]
+    );
     assert!(
         st["workers"]
             .as_array()

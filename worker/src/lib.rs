@@ -6,6 +6,7 @@
 //! leasing, let running tasks finish within the grace, hand back the rest).
 
 pub mod client;
+pub mod error;
 pub mod pipeline;
 pub mod task;
 pub mod tls;

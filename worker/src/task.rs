@@ -1,23 +1,26 @@
 //! Running one leased task: read seed rows, run the pipeline, stream records to Parquet,
 //! heartbeat meanwhile, and commit (complete) — or clean up if the lease is lost.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use synthforge_core::backend::{Backend, Credentials};
+use synthforge_core::backend::{Backend, BackendError, Credentials};
 use synthforge_core::input::{self, SeedItem, TaskSlice};
 use synthforge_core::record::FailureRecord;
 use synthforge_core::sink::TaskSink;
-use synthforge_core::spec::{InputFormat, JobSpec};
+use synthforge_core::spec::JobSpec;
 use synthforge_core::stages::{self, Outcome, StageContext};
+use synthforge_core::stats::TaskStats;
 use synthforge_core::storage;
 use synthforge_proto as pb;
+use synthforge_proto::convert::required;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::CoordinatorClient;
+use crate::error::TaskError;
 
 /// Backends are kept per job across its tasks: connection pools, counters and (adaptive)
 /// concurrency limits survive task boundaries. Their API keys come from the operator's
@@ -40,20 +43,19 @@ impl BackendCache {
         &self,
         job_id: &str,
         spec: &JobSpec,
-    ) -> Result<HashMap<String, Arc<Backend>>, String> {
+    ) -> Result<HashMap<String, Arc<Backend>>, BackendError> {
         let mut m = self.by_job.lock().await;
         if let Some(b) = m.get(job_id) {
             return Ok(b.clone());
         }
         let mut out = HashMap::new();
         for (name, bspec) in &spec.backends {
-            let b = Backend::with_credentials(name, bspec, &self.credentials)
-                .map_err(|e| e.to_string())?;
+            let b = Backend::with_credentials(name, bspec, &self.credentials)?;
             out.insert(name.clone(), Arc::new(b));
         }
         // Fail fast with a clear message on a model the server does not serve.
         for b in out.values() {
-            b.check_model().await.map_err(|e| e.to_string())?;
+            b.check_model().await?;
         }
         m.insert(job_id.to_string(), out.clone());
         Ok(out)
@@ -68,20 +70,6 @@ pub enum TaskEnd {
     LeaseLost,
     Failed(String),
     Aborted,
-}
-
-pub fn slice_from_pb(p: &pb::TaskInput) -> Result<TaskSlice, String> {
-    Ok(TaskSlice {
-        object_url: p.object_url.clone(),
-        format: InputFormat::parse(&p.format)
-            .ok_or_else(|| format!("unknown input format `{}`", p.format))?,
-        row_start: p.row_start,
-        row_count: p.row_count,
-        byte_start: p.byte_start,
-        byte_end: p.byte_end,
-        row_groups: p.row_groups.clone(),
-        global_row_start: p.global_row_start,
-    })
 }
 
 pub struct TaskRunner {
@@ -110,19 +98,15 @@ impl TaskRunner {
         hb.abort();
         let end = match end {
             Err(e) => {
-                let permanent = false;
+                tracing::debug!(
+                    permanent = e.permanent(),
+                    "reporting the failure to the coordinator"
+                );
                 let _ = self
                     .client
-                    .fail(pb::FailRequest {
-                        worker_id: self.worker_id.clone(),
-                        job_id: lease.job_id.clone(),
-                        task_id: lease.task_id,
-                        attempt: lease.attempt,
-                        error: e.clone(),
-                        permanent,
-                    })
+                    .fail(fail_request(&self.worker_id, &lease, &e))
                     .await;
-                TaskEnd::Failed(e)
+                TaskEnd::Failed(e.to_string())
             }
             Ok(end) => end,
         };
@@ -182,7 +166,11 @@ impl TaskRunner {
             };
             let mut out: Vec<pb::BackendStats> = by_job
                 .get(job)
-                .map(|m| m.values().map(|b| backend_to_pb(b.snapshot())).collect())
+                .map(|m| {
+                    m.values()
+                        .map(|b| pb::BackendStats::from(b.snapshot()))
+                        .collect()
+                })
                 .unwrap_or_default();
             out.sort_by(|a, b| a.name.cmp(&b.name));
             out
@@ -239,11 +227,9 @@ impl TaskRunner {
         lease_lost: &CancellationToken,
         hand_back: &CancellationToken,
         rows_done: &AtomicU64,
-    ) -> Result<TaskEnd, String> {
-        let spec = Arc::new(
-            JobSpec::from_yaml(&lease.job_spec_yaml, &lease.job_id).map_err(|e| e.to_string())?,
-        );
-        let slice = slice_from_pb(lease.input.as_ref().ok_or("lease without input")?)?;
+    ) -> Result<TaskEnd, TaskError> {
+        let spec = Arc::new(JobSpec::from_yaml(&lease.job_spec_yaml, &lease.job_id)?);
+        let slice = TaskSlice::try_from(required(lease.input.as_ref(), "TaskLease.input")?)?;
         let backends = self.backends.get(&lease.job_id, &spec).await?;
         let ctx = StageContext {
             job_id: lease.job_id.clone(),
@@ -254,12 +240,12 @@ impl TaskRunner {
         };
         let mut stage_list = Vec::new();
         for (i, s) in spec.pipeline.iter().enumerate() {
-            stage_list.push(stages::build_stage(s, i, &ctx).map_err(|e| e.to_string())?);
+            stage_list.push(stages::build_stage(s, i, &ctx)?);
         }
         let mut extra: Vec<String> = stage_list.iter().flat_map(|s| s.extra_columns()).collect();
         extra.sort();
         extra.dedup();
-        let root = storage::open(&spec.output.path).map_err(|e| e.to_string())?;
+        let root = storage::open(&spec.output.path)?;
         let mut sink = TaskSink::new(
             &root,
             lease.task_id,
@@ -267,20 +253,19 @@ impl TaskRunner {
             extra,
             &spec.output.compression,
             spec.output.batch_rows,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
 
-        let seeds = input::read_task_rows(&spec.input, &slice)
-            .await
-            .map_err(|e| e.to_string())?;
-        let rows_in = seeds.len() as u64;
+        let seeds = input::read_task_rows(&spec.input, &slice).await?;
+        let mut stats = TaskStats {
+            rows_in: seeds.len() as u64,
+            ..TaskStats::default()
+        };
         let mut items = Vec::with_capacity(seeds.len());
-        let mut failed_rows = 0u64;
         for s in seeds {
             match s {
                 SeedItem::Row(r) => items.push(stages::seed_item(&ctx, r)),
                 SeedItem::Bad(b) => {
-                    failed_rows += 1;
+                    stats.count_failed();
                     rows_done.fetch_add(1, Ordering::Relaxed);
                     sink.push_failure(FailureRecord {
                         seed_id: b.id.clone().unwrap_or_else(|| format!("row-{}", b.index)),
@@ -292,25 +277,11 @@ impl TaskRunner {
                         job_id: lease.job_id.clone(),
                         task_id: lease.task_id,
                     })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 }
             }
         }
         let mut stream = crate::pipeline::run_stages(items, stage_list);
-        let mut rows_out = 0u64;
-        let mut removed: BTreeMap<String, u64> = BTreeMap::new();
-        let mut pii: BTreeMap<String, u64> = BTreeMap::new();
-        let mut count_pii = |counters: &BTreeMap<String, u64>| {
-            for (k, v) in counters {
-                if let Some(kind) = k.strip_prefix("pii:") {
-                    *pii.entry(kind.to_string()).or_default() += v;
-                }
-            }
-        };
-        let mut ptok: BTreeMap<String, u64> = BTreeMap::new();
-        let mut ctok: BTreeMap<String, u64> = BTreeMap::new();
-        let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
         loop {
             // A lost lease or the end of the shutdown grace stops the task at once, even while
             // no row finishes (a slow or hung backend request).
@@ -331,37 +302,22 @@ impl TaskRunner {
             };
             match o {
                 Outcome::Keep(item) => {
-                    count_pii(&item.counters);
-                    let r = item.record;
-                    if r.sample_index == 0 {
-                        rows_done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    prompt_tokens += r.prompt_tokens;
-                    completion_tokens += r.completion_tokens;
-                    *ptok.entry(r.model.clone()).or_default() += r.prompt_tokens;
-                    *ctok.entry(r.model.clone()).or_default() += r.completion_tokens;
-                    rows_out += 1;
-                    sink.push(r).await.map_err(|e| e.to_string())?;
-                }
-                Outcome::Removed { item, reason } => {
-                    count_pii(&item.counters);
-                    // Tokens spent on a row that was then removed are still spent.
-                    let r = &item.record;
-                    prompt_tokens += r.prompt_tokens;
-                    completion_tokens += r.completion_tokens;
-                    if !r.model.is_empty() {
-                        *ptok.entry(r.model.clone()).or_default() += r.prompt_tokens;
-                        *ctok.entry(r.model.clone()).or_default() += r.completion_tokens;
-                    }
+                    stats.count_kept(&item.record, &item.counters);
                     if item.record.sample_index == 0 {
                         rows_done.fetch_add(1, Ordering::Relaxed);
                     }
-                    *removed.entry(reason).or_default() += 1;
+                    sink.push(item.record).await?;
+                }
+                Outcome::Removed { item, reason } => {
+                    stats.count_removed(&item.record, &item.counters, &reason);
+                    if item.record.sample_index == 0 {
+                        rows_done.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Outcome::Failed(f) => {
                     rows_done.fetch_add(1, Ordering::Relaxed);
-                    failed_rows += 1;
-                    sink.push_failure(f).await.map_err(|e| e.to_string())?;
+                    stats.count_failed();
+                    sink.push_failure(f).await?;
                 }
             }
         }
@@ -370,18 +326,7 @@ impl TaskRunner {
             sink.abort().await;
             return Ok(TaskEnd::LeaseLost);
         }
-        let files = sink.finish().await.map_err(|e| e.to_string())?;
-        let stats = pb::TaskStats {
-            rows_in,
-            rows_out,
-            rows_failed: failed_rows,
-            prompt_tokens,
-            completion_tokens,
-            removed: removed.into_iter().collect(),
-            prompt_tokens_by_model: ptok.into_iter().collect(),
-            completion_tokens_by_model: ctok.into_iter().collect(),
-            pii_redactions: pii.into_iter().collect(),
-        };
+        let files = sink.finish().await?;
         let resp = self
             .client
             .complete(pb::CompleteRequest {
@@ -389,19 +334,10 @@ impl TaskRunner {
                 job_id: lease.job_id.clone(),
                 task_id: lease.task_id,
                 attempt: lease.attempt,
-                files: files
-                    .iter()
-                    .map(|f| pb::OutputFile {
-                        path: f.path.clone(),
-                        rows: f.rows,
-                        bytes: f.bytes,
-                        kind: f.kind.clone(),
-                    })
-                    .collect(),
-                stats: Some(stats),
+                files: files.iter().map(pb::OutputFile::from).collect(),
+                stats: Some(pb::TaskStats::from(&stats)),
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if !resp.accepted {
             // Fenced off: our files must never be mistaken for part of the dataset.
             tracing::warn!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, reason = %resp.reason, "completion rejected; deleting our output");
@@ -412,39 +348,67 @@ impl TaskRunner {
             return Ok(TaskEnd::Rejected(resp.reason));
         }
         Ok(TaskEnd::Completed {
-            rows_out,
-            rows_failed: failed_rows,
+            rows_out: stats.rows_out,
+            rows_failed: stats.rows_failed,
         })
     }
 }
 
-/// Core backend snapshot → heartbeat wire form.
-fn backend_to_pb(b: synthforge_core::backend::BackendSnapshot) -> pb::BackendStats {
-    pb::BackendStats {
-        name: b.name,
-        model: b.model,
-        limit: b.limit,
-        in_flight: b.in_flight,
-        prompt_tokens: b.prompt_tokens,
-        completion_tokens: b.completion_tokens,
-        retries: b.retries,
-        endpoints: b
-            .endpoints
-            .into_iter()
-            .map(|e| pb::EndpointStats {
-                url: e.url,
-                limit: e.limit,
-                in_flight: e.in_flight,
-                requests_ok: e.requests_ok,
-                errors_by_code: e
-                    .errors_by_code
-                    .into_iter()
-                    .map(|(k, v)| (u32::from(k), v))
-                    .collect(),
-                latency_p50_ms: e.latency_p50_ms,
-                latency_p95_ms: e.latency_p95_ms,
-                ejected: e.ejected,
-            })
-            .collect(),
+/// The report of a failed attempt; a permanent error asks the coordinator not to retry.
+fn fail_request(worker_id: &str, lease: &pb::TaskLease, e: &TaskError) -> pb::FailRequest {
+    pb::FailRequest {
+        worker_id: worker_id.to_string(),
+        job_id: lease.job_id.clone(),
+        task_id: lease.task_id,
+        attempt: lease.attempt,
+        error: e.to_string(),
+        permanent: e.permanent(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use synthforge_core::stages::StageError;
+    use synthforge_core::storage::StorageError;
+
+    use super::*;
+
+    fn lease() -> pb::TaskLease {
+        pb::TaskLease {
+            job_id: "j".into(),
+            task_id: 3,
+            attempt: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_permanent_error_is_reported_as_permanent() {
+        let e = TaskError::from(StageError::Config(
+            "pipeline[0] (generate): template: syntax error".into(),
+        ));
+        let req = fail_request("w1", &lease(), &e);
+        assert!(req.permanent);
+        assert_eq!((req.task_id, req.attempt), (3, 2));
+        assert!(
+            req.error.contains("template: syntax error"),
+            "{}",
+            req.error
+        );
+    }
+
+    #[test]
+    fn a_transient_error_is_reported_for_retry() {
+        let e = TaskError::from(StorageError::NothingMatches("s3://b/x/*.jsonl".into()));
+        assert!(!fail_request("w1", &lease(), &e).permanent);
+    }
+
+    #[test]
+    fn a_lease_without_input_is_a_permanent_wire_error() {
+        let err = required(lease().input.as_ref(), "TaskLease.input")
+            .map_err(TaskError::from)
+            .unwrap_err();
+        assert!(err.permanent());
+        assert!(err.to_string().contains("TaskLease.input"), "{err}");
     }
 }

@@ -6,7 +6,6 @@
 use anyhow::Context;
 use serde_json::Value;
 use synthforge_proto as pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -97,49 +96,56 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// GET over plain HTTP/1.1 (the coordinator's HTTP port is loopback or in-cluster).
-async fn http_get_json(base: &str, path: &str) -> anyhow::Result<Value> {
-    let rest = base
-        .strip_prefix("http://")
-        .with_context(|| format!("--http must be an http:// URL, got `{base}`"))?;
-    let host = rest.trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(host)
-        .await
-        .with_context(|| format!("cannot reach the coordinator's HTTP port at {base}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("GET {base}{path}: malformed HTTP response"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("?");
-    anyhow::ensure!(status == "200", "GET {base}{path}: HTTP {status}: {body}");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    serde_json::from_str(&body).with_context(|| format!("GET {base}{path}: invalid JSON"))
+/// Reads the coordinator's JSON API (`--http`): plain HTTP, loopback or in-cluster.
+struct HttpApi {
+    base: String,
+    client: reqwest::Client,
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((len, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+impl HttpApi {
+    /// How long one API call may take before `status` gives up.
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    fn new(base: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            base.starts_with("http://"),
+            "--http must be an http:// URL, got `{base}`"
+        );
+        // The coordinator is addressed directly: a machine's HTTP_PROXY must not capture it.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Self::TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(HttpApi {
+            base: base.trim_end_matches('/').to_string(),
+            client,
+        })
     }
-    out
+
+    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .client
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .with_context(|| {
+                format!("cannot reach the coordinator's HTTP port at {}", self.base)
+            })?;
+        let status = resp.status();
+        let body = resp
+            .text()
+            .await
+            .with_context(|| format!("GET {url}: reading the body"))?;
+        anyhow::ensure!(
+            status == reqwest::StatusCode::OK,
+            "GET {url}: HTTP {}: {body}",
+            status.as_u16()
+        );
+        serde_json::from_str(&body).with_context(|| format!("GET {url}: invalid JSON"))
+    }
 }
 
 fn num(v: &Value) -> f64 {
@@ -166,15 +172,16 @@ fn eta(v: &Value) -> String {
 }
 
 async fn run_http(a: &StatusArgs, base: &str) -> anyhow::Result<()> {
+    let api = HttpApi::new(base)?;
     let jobs = match &a.job_id {
-        Some(id) => vec![http_get_json(base, &format!("/api/jobs/{id}")).await?],
-        None => match http_get_json(base, "/api/jobs").await? {
+        Some(id) => vec![api.get_json(&format!("/api/jobs/{id}")).await?],
+        None => match api.get_json("/api/jobs").await? {
             Value::Array(v) => v,
             _ => Vec::new(),
         },
     };
-    let workers = http_get_json(base, "/api/workers").await?;
-    let backends = http_get_json(base, "/api/backends").await?;
+    let workers = api.get_json("/api/workers").await?;
+    let backends = api.get_json("/api/backends").await?;
     if a.json {
         let v = serde_json::json!({"jobs": jobs, "workers": workers, "backends": backends});
         println!("{}", serde_json::to_string_pretty(&v)?);

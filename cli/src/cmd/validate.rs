@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use synthforge_core::input::{read_task_rows, SeedItem, TaskSlice};
+use synthforge_core::input::{preview_slice, read_task_rows, SeedItem};
 use synthforge_core::spec::{InputFormat, JobSpec, StageSpec};
 use synthforge_core::stages::variations;
 use synthforge_core::storage;
@@ -30,30 +30,8 @@ pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{file}: field `input.path`"))?;
     let (first, meta) = &objects[0];
     let show = a.show.max(1) as u64;
-    let slice = match spec.input.format {
-        InputFormat::Parquet => TaskSlice {
-            object_url: first.url.clone(),
-            format: InputFormat::Parquet,
-            row_start: 0,
-            row_count: show,
-            byte_start: 0,
-            byte_end: 0,
-            row_groups: vec![0],
-            global_row_start: 0,
-        },
-        InputFormat::Jsonl | InputFormat::Text => TaskSlice {
-            object_url: first.url.clone(),
-            format: spec.input.format,
-            row_start: 0,
-            row_count: show,
-            byte_start: 0,
-            byte_end: meta.size.min(4 << 20),
-            row_groups: vec![],
-            global_row_start: 0,
-        },
-        InputFormat::Taxonomy => {
-            anyhow::bail!("{file}: `validate` does not preview taxonomy input yet")
-        }
+    let Some(slice) = preview_slice(spec.input.format, &first.url, meta.size, show) else {
+        anyhow::bail!("{file}: `validate` does not preview taxonomy input yet")
     };
     let rows = read_task_rows(&spec.input, &slice).await?;
     // The configured columns must exist in the input (checked on the first readable row).

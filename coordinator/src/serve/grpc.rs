@@ -8,8 +8,10 @@ use std::sync::Arc;
 use synthforge_proto as pb;
 use tonic::{Request, Response, Status};
 
+use synthforge_core::backend::BackendSnapshot;
+use synthforge_core::sink::WrittenFile;
+
 use crate::control::scheduler::{SchedError, Scheduler};
-use crate::serve::convert;
 use crate::telemetry::Telemetry;
 
 #[derive(Clone)]
@@ -111,7 +113,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
                 attempt: l.attempt,
                 lease_deadline_unix_ms: l.deadline_ms,
                 job_spec_yaml: l.spec_yaml,
-                input: Some(convert::slice_to_pb(&l.slice)),
+                input: Some(pb::TaskInput::from(&l.slice)),
             }),
             shutdown,
             retry_after_ms: 200,
@@ -125,10 +127,18 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         self.auth.check(&req)?;
         let r = req.into_inner();
         let rows = r.progress.map(|p| p.rows_done).unwrap_or(0);
+        // Telemetry is lossy by design: a snapshot the worker sent malformed is dropped, the
+        // heartbeat (the lease) is not.
         let backends = r
             .backends
             .iter()
-            .map(crate::telemetry::backend_from_pb)
+            .filter_map(|b| match BackendSnapshot::try_from(b) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(worker = %r.worker_id, backend = %b.name, error = %e, "dropping a malformed backend snapshot");
+                    None
+                }
+            })
             .collect();
         self.telemetry
             .record_backends(&r.worker_id, &r.job_id, backends);
@@ -155,20 +165,23 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteResponse>, Status> {
         self.auth.check(&req)?;
         let r = req.into_inner();
-        let files = r.files.iter().map(convert::file_from_pb).collect();
-        let stats = r
-            .stats
-            .as_ref()
-            .map(convert::stats_from_pb)
-            .unwrap_or_default();
+        let files: Vec<WrittenFile> = r.files.iter().map(WrittenFile::from).collect();
+        let stats = r.stats.as_ref().map(Into::into).unwrap_or_default();
         let res = self
             .sched
-            .complete(&r.worker_id, &r.job_id, r.task_id, r.attempt, files, stats)
+            .complete(
+                &r.worker_id,
+                &r.job_id,
+                r.task_id,
+                r.attempt,
+                files.clone(),
+                stats,
+            )
             .await
             .map_err(status)?;
         if res.is_ok() {
             self.telemetry
-                .task_completed(&r.job_id, r.task_id, r.attempt, &r.files);
+                .task_completed(&r.job_id, r.task_id, r.attempt, &files);
         }
         Ok(Response::new(match res {
             Ok(()) => pb::CompleteResponse {
@@ -235,7 +248,7 @@ impl pb::job_service_server::JobService for JobApi {
     ) -> Result<Response<pb::JobStatus>, Status> {
         let r = req.into_inner();
         match self.sched.job(&r.job_id).await {
-            Some(v) => Ok(Response::new(convert::job_to_pb(&v))),
+            Some(v) => Ok(Response::new(pb::JobStatus::from(&v))),
             None => Err(Status::not_found(format!("no job `{}`", r.job_id))),
         }
     }
@@ -246,7 +259,7 @@ impl pb::job_service_server::JobService for JobApi {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let jobs = self.sched.jobs().await;
         Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(convert::job_to_pb).collect(),
+            jobs: jobs.iter().map(pb::JobStatus::from).collect(),
         }))
     }
 

@@ -1,0 +1,383 @@
+//! Parquet input: tasks follow row groups, planned from footers alone.
+//!
+//! Planning reads only each object's footer (row counts per row group) and cuts tasks along
+//! row-group boundaries; a large row group is cut into offset ranges inside it. Reading fetches
+//! just the task's row groups and turns each cell into JSON.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use serde_json::{Map, Value};
+
+use super::{row_id, short_name, BadRow, PlanBudget, SeedError, SeedItem, SeedRow, TaskSlice};
+use crate::spec::input::{InputFormat, InputSpec};
+use crate::storage::Location;
+
+/// Footers fetched at once while planning (a corpus has thousands of files).
+const FOOTER_FETCHES: usize = 32;
+
+/// Plans the Parquet objects of a job in order, until the budget's limit.
+pub(super) async fn plan(
+    objects: &[Location],
+    budget: &mut PlanBudget,
+) -> Result<Vec<TaskSlice>, SeedError> {
+    // Footers are independent reads: fetch several at once.
+    let footers: Vec<Vec<u64>> = futures::stream::iter(objects)
+        .map(parquet_row_groups)
+        .buffered(FOOTER_FETCHES)
+        .try_collect()
+        .await?;
+    let mut tasks = Vec::new();
+    for (loc, groups) in objects.iter().zip(footers) {
+        if budget.exhausted() {
+            break;
+        }
+        plan_object(&loc.url, &groups, budget, &mut tasks);
+    }
+    Ok(tasks)
+}
+
+fn plan_object(url: &str, groups: &[u64], budget: &mut PlanBudget, tasks: &mut Vec<TaskSlice>) {
+    let (per_task, limit) = (budget.per_task, budget.limit);
+    let global = &mut budget.planned;
+    let mut row = 0u64; // row inside the object
+    let mut g = 0usize;
+    // Within-group offset for groups cut into several tasks.
+    let mut offset_in_group = 0u64;
+    while g < groups.len() && *global < limit {
+        let start = row;
+        let mut count = 0u64;
+        let mut rgs = Vec::new();
+        while g < groups.len() && count < per_task && *global + count < limit {
+            let left_in_group = groups[g] - offset_in_group;
+            let want = (per_task - count).min(limit - *global - count);
+            rgs.push(g as u32);
+            if left_in_group <= want {
+                count += left_in_group;
+                g += 1;
+                offset_in_group = 0;
+            } else {
+                count += want;
+                offset_in_group += want;
+            }
+        }
+        if count == 0 {
+            g += 1;
+            continue;
+        }
+        tasks.push(TaskSlice {
+            object_url: url.to_string(),
+            format: InputFormat::Parquet,
+            row_start: start,
+            row_count: count,
+            byte_start: 0,
+            byte_end: 0,
+            row_groups: rgs,
+            global_row_start: *global,
+        });
+        row += count;
+        *global += count;
+    }
+}
+
+/// The first `rows` rows of a Parquet object: read from its first row group on.
+pub(super) fn preview_slice(object_url: &str, rows: u64) -> TaskSlice {
+    TaskSlice {
+        object_url: object_url.to_string(),
+        format: InputFormat::Parquet,
+        row_start: 0,
+        row_count: rows,
+        byte_start: 0,
+        byte_end: 0,
+        row_groups: vec![0],
+        global_row_start: 0,
+    }
+}
+
+/// A reader error: I/O underneath (worth another try) or a file that is not valid Parquet.
+fn parquet_error(url: &str, e: ParquetError) -> SeedError {
+    let url = url.to_string();
+    match e {
+        ParquetError::External(source) => SeedError::ParquetIo {
+            url,
+            message: ParquetError::External(source).to_string(),
+        },
+        other => SeedError::Parquet {
+            url,
+            message: other.to_string(),
+        },
+    }
+}
+
+pub(super) async fn read_parquet(
+    input: &InputSpec,
+    slice: &TaskSlice,
+    loc: &Location,
+) -> Result<Vec<SeedItem>, SeedError> {
+    let perr = |e: ParquetError| parquet_error(&slice.object_url, e);
+    let reader = ObjectReader::new(loc.store.clone(), loc.path.clone());
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(perr)?;
+    let meta = builder.metadata().clone();
+    let first_rg_start: u64 = slice
+        .row_groups
+        .first()
+        .map(|&rg| {
+            (0..rg as usize)
+                .map(|i| meta.row_group(i).num_rows() as u64)
+                .sum()
+        })
+        .unwrap_or(0);
+    let offset = slice.row_start.saturating_sub(first_rg_start) as usize;
+    let stream = builder
+        .with_row_groups(slice.row_groups.iter().map(|&r| r as usize).collect())
+        .with_offset(offset)
+        .with_limit(slice.row_count as usize)
+        .with_batch_size(1024)
+        .build()
+        .map_err(perr)?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(perr)?;
+    let name = short_name(&slice.object_url);
+    let mut items = Vec::with_capacity(slice.row_count as usize);
+    let mut row_in_object = slice.row_start;
+    for batch in &batches {
+        let schema = batch.schema();
+        for r in 0..batch.num_rows() {
+            let index = slice.global_row_start + (row_in_object - slice.row_start);
+            let source = format!("{name} row {row_in_object}");
+            row_in_object += 1;
+            let mut columns = Map::new();
+            let mut error = None;
+            for (c, field) in schema.fields().iter().enumerate() {
+                match arrow_value(batch.column(c).as_ref(), r) {
+                    Ok(v) => {
+                        columns.insert(field.name().clone(), v);
+                    }
+                    Err(e) => {
+                        error = Some(format!("{source}: column `{}`: {e}", field.name()));
+                        break;
+                    }
+                }
+            }
+            if let Some(error) = error {
+                items.push(SeedItem::Bad(BadRow {
+                    index,
+                    id: None,
+                    source,
+                    error,
+                    raw: String::new(),
+                }));
+                continue;
+            }
+            let id = row_id(input, &columns, index);
+            items.push(SeedItem::Row(SeedRow {
+                index,
+                id,
+                columns,
+                source,
+            }));
+        }
+    }
+    Ok(items)
+}
+
+/// One cell as JSON. Common scalar types map directly; anything else is rendered as text.
+fn arrow_value(array: &dyn Array, row: usize) -> Result<Value, String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    if array.is_null(row) {
+        return Ok(Value::Null);
+    }
+    Ok(match array.data_type() {
+        DataType::Utf8 => Value::String(array.as_string::<i32>().value(row).to_string()),
+        DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(row).to_string()),
+        DataType::Utf8View => Value::String(array.as_string_view().value(row).to_string()),
+        DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
+        DataType::Int8 => array.as_primitive::<Int8Type>().value(row).into(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(row).into(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).into(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).into(),
+        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(row).into(),
+        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).into(),
+        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).into(),
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).into(),
+        DataType::Float32 => {
+            serde_json::Number::from_f64(array.as_primitive::<Float32Type>().value(row) as f64)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
+        }
+        DataType::Float64 => {
+            serde_json::Number::from_f64(array.as_primitive::<Float64Type>().value(row))
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
+        }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            let bytes: &[u8] = match array.data_type() {
+                DataType::Binary => array.as_binary::<i32>().value(row),
+                DataType::LargeBinary => array.as_binary::<i64>().value(row),
+                _ => array.as_binary_view().value(row),
+            };
+            Value::String(
+                std::str::from_utf8(bytes)
+                    .map_err(|e| format!("binary value is not UTF-8 text: {e}"))?
+                    .to_string(),
+            )
+        }
+        DataType::List(_) | DataType::LargeList(_) => {
+            let list = match array.data_type() {
+                DataType::List(_) => array.as_list::<i32>().value(row),
+                _ => array.as_list::<i64>().value(row),
+            };
+            let mut out = Vec::with_capacity(list.len());
+            for i in 0..list.len() {
+                out.push(arrow_value(list.as_ref(), i)?);
+            }
+            Value::Array(out)
+        }
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            let mut m = Map::new();
+            for (i, f) in fields.iter().enumerate() {
+                m.insert(f.name().clone(), arrow_value(s.column(i).as_ref(), row)?);
+            }
+            Value::Object(m)
+        }
+        _ => {
+            let fmt = arrow_cast::display::ArrayFormatter::try_new(array, &Default::default())
+                .map_err(|e| e.to_string())?;
+            Value::String(fmt.value(row).to_string())
+        }
+    })
+}
+
+/// `AsyncFileReader` over object_store (parquet 60 asks callers to implement it themselves).
+#[derive(Clone, Debug)]
+pub struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+}
+
+impl ObjectReader {
+    pub fn new(store: Arc<dyn ObjectStore>, path: object_store::path::Path) -> Self {
+        ObjectReader { store, path }
+    }
+}
+
+fn to_parquet_err(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(to_parquet_err)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(to_parquet_err)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_via_suffix_and_finish(self)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+impl MetadataSuffixFetch for &mut ObjectReader {
+    fn fetch_suffix(&mut self, suffix: usize) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        let options = GetOptions {
+            range: Some(GetRange::Suffix(suffix as u64)),
+            ..Default::default()
+        };
+        async move {
+            let resp = self
+                .store
+                .get_opts(&self.path, options)
+                .await
+                .map_err(to_parquet_err)?;
+            resp.bytes().await.map_err(to_parquet_err)
+        }
+        .boxed()
+    }
+}
+
+/// Reads only the footer: row counts per row group, for planning without touching data.
+pub async fn parquet_row_groups(loc: &Location) -> Result<Vec<u64>, SeedError> {
+    let mut reader = ObjectReader::new(loc.store.clone(), loc.path.clone());
+    let meta = reader
+        .get_metadata(None)
+        .await
+        .map_err(|e| parquet_error(&loc.url, e))?;
+    Ok(meta
+        .row_groups()
+        .iter()
+        .map(|rg| rg.num_rows() as u64)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parquet_tasks_follow_row_groups_and_split_big_ones() {
+        let mut tasks = Vec::new();
+        let mut budget = PlanBudget::new(200, None);
+        plan_object("f", &[100, 100, 350, 10], &mut budget, &mut tasks);
+        let shape: Vec<(u64, u64, Vec<u32>)> = tasks
+            .iter()
+            .map(|t| (t.row_start, t.row_count, t.row_groups.clone()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0, 200, vec![0, 1]),
+                (200, 200, vec![2]),
+                (400, 160, vec![2, 3]),
+            ]
+        );
+        assert_eq!(budget.planned(), 560);
+        let mut tasks = Vec::new();
+        let mut budget = PlanBudget::new(30, Some(45));
+        plan_object("f", &[100, 100], &mut budget, &mut tasks);
+        assert_eq!(budget.planned(), 45);
+        assert_eq!(tasks.iter().map(|t| t.row_count).sum::<u64>(), 45);
+    }
+}
