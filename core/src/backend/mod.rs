@@ -55,6 +55,12 @@ pub enum BackendError {
         attempts: u32,
         last: String,
     },
+    #[error("backend `{backend}`: prompt of about {estimated} tokens is over the cap of {cap} (`max_prompt_tokens`); not sent")]
+    PromptTooLarge {
+        backend: String,
+        estimated: u64,
+        cap: u64,
+    },
     #[error(
         "backend `{backend}`: model `{model}` is not served by {endpoint} (it serves: {served})"
     )]
@@ -337,8 +343,21 @@ impl Backend {
 
     /// Sends one request, retrying transient failures (on another endpoint when there is one)
     /// with jittered exponential backoff that honours `Retry-After`. Each attempt holds an
-    /// endpoint slot only while it is on the wire, never during the backoff sleep.
+    /// endpoint slot only while it is on the wire, never during the backoff sleep. A prompt over
+    /// the backend's `max_prompt_tokens` is refused without a request (the stage records a
+    /// failure row with this reason).
     pub async fn generate(&self, req: &GenRequest) -> Result<GenResponse, BackendError> {
+        let prompt_tokens = request::estimate_prompt_tokens(req);
+        if prompt_tokens > self.spec.prompt_token_cap() {
+            self.counters
+                .requests_failed
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(BackendError::PromptTooLarge {
+                backend: self.name.clone(),
+                estimated: prompt_tokens,
+                cap: self.spec.prompt_token_cap(),
+            });
+        }
         let est_tokens = if self.limits.is_unlimited() {
             0
         } else {

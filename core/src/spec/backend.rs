@@ -73,7 +73,15 @@ pub struct BackendSpec {
     pub top_p: Option<f32>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Largest prompt sent, in estimated tokens (bytes / 4); a row whose prompt is larger becomes
+    /// a failure row instead of a request. Default [`DEFAULT_MAX_PROMPT_TOKENS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompt_tokens: Option<u64>,
 }
+
+/// The prompt cap when a backend sets none: large enough for long-context models, small
+/// enough that one oversized seed row cannot become a multi-megabyte request.
+pub const DEFAULT_MAX_PROMPT_TOKENS: u64 = 128_000;
 
 fn default_timeout_s() -> f64 {
     120.0
@@ -84,6 +92,11 @@ fn default_max_attempts() -> u32 {
 }
 
 impl BackendSpec {
+    /// The prompt cap in force (estimated tokens).
+    pub fn prompt_token_cap(&self) -> u64 {
+        self.max_prompt_tokens.unwrap_or(DEFAULT_MAX_PROMPT_TOKENS)
+    }
+
     /// All endpoint base URLs, `url` first.
     pub fn endpoints(&self) -> Vec<String> {
         let mut all: Vec<String> = self.url.iter().cloned().collect();

@@ -169,6 +169,12 @@ impl JobSpec {
                     ));
                 }
             }
+            if backend.max_prompt_tokens == Some(0) {
+                return Err(invalid(
+                    format!("{field}.max_prompt_tokens"),
+                    "must be at least 1".into(),
+                ));
+            }
             if backend.max_attempts == 0 {
                 return Err(invalid(
                     format!("{field}.max_attempts"),
