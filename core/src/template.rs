@@ -94,7 +94,11 @@ impl PromptTemplate {
         let hash = hex::encode(&Sha256::digest(source.as_bytes())[..8]);
         let vars = {
             let t = env.get_template("prompt").expect("just added");
-            let mut v: Vec<String> = t.undeclared_variables(false).into_iter().collect();
+            let mut v: Vec<String> = t
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| !BUILTINS.contains(&v.as_str()))
+                .collect();
             v.sort();
             v
         };
@@ -172,6 +176,12 @@ mod tests {
     fn renders_columns_and_reports_variables() {
         let t = PromptTemplate::new("Write for {{ audience }} about {{ text | upper }}").unwrap();
         assert_eq!(t.variables(), vec!["audience", "text"]);
+        let looping = PromptTemplate::new("{% for i in range(2) %}{{ text }}{% endfor %}").unwrap();
+        assert_eq!(
+            looping.variables(),
+            vec!["text"],
+            "builtins are not columns"
+        );
         let out = t
             .render(&json!({"text": "bees", "audience": "kids"}))
             .unwrap();

@@ -32,6 +32,9 @@ pub struct RunArgs {
     /// Start a new job even if this exact job ran before (default: resume / report it).
     #[arg(long)]
     pub fresh: bool,
+    /// Write even where the output already holds another job's dataset or a user's README.md.
+    #[arg(long)]
+    pub overwrite: bool,
     #[arg(long)]
     pub no_progress: bool,
     /// Log at info level (default: warnings only, with a progress bar).
@@ -45,6 +48,8 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
     let text = super::read_job_file(&a.job)?;
     let mut spec = JobSpec::from_yaml(&text, &a.job.display().to_string())?;
     super::prepare_spec(&mut spec, a.output.as_deref());
+    spec.output.path = synthforge_core::spec::limits::normalise_output_path(&spec.output.path)
+        .map_err(|e| anyhow::anyhow!("output: {e}"))?;
     let credentials = a
         .credentials
         .load(std::env::var("SYNTHFORGE_TOKEN").ok().as_deref())?;
@@ -66,6 +71,10 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
     let mut job_id = job_id_for(&spec);
     if a.fresh {
         job_id = format!("{job_id}-{}", synthforge_core::now_ms());
+    }
+    if !a.overwrite {
+        let root = synthforge_core::storage::open(&spec.output.path)?;
+        synthforge_core::output_guard::check_output_free(&root, &job_id).await?;
     }
     let mut client = super::job_client(&cluster.grpc_url()).await?;
     let submitted = client
