@@ -170,3 +170,66 @@ fn a_configured_key_reaches_its_allowed_backend_only_as_bearer() {
     );
     drop(mock);
 }
+
+#[test]
+fn a_cluster_refuses_jobs_naming_credentials_its_workers_lack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockBackend::start(&[]);
+    let relay = RecordingRelay::start(mock.port());
+    let env: Vec<(String, String)> = [("SYNTHFORGE_TOKEN", TOKEN), ("OPERATOR_KEY", KEY)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let coord = Coordinator::start(&StateBackend::Dir(dir.path().join("state")), &env);
+    let mut worker = coord.worker(
+        "cred-worker",
+        &["--credential", "local=env:OPERATOR_KEY@127.0.0.1"],
+    );
+    wait_for_log(worker.proc(), "worker registered", 1, QUICK_TIMEOUT);
+    let submit = |job: &Path| {
+        synthforge(["submit"])
+            .arg(job)
+            .args(["--coordinator", &coord.url()])
+            .envs(env.iter().cloned())
+            .run_to_end(QUICK_TIMEOUT)
+    };
+    // A name no worker has: refused at submit, naming the ones that exist.
+    let unknown = job(dir.path(), &relay.url(), "    credential: openai\n");
+    let done = submit(&unknown);
+    done.assert_failure();
+    assert!(
+        done.stderr
+            .contains("no registered worker has credential `openai` (workers have: local)"),
+        "{}",
+        done.describe()
+    );
+    // The cluster token's variable: refused at submit too.
+    let theft = job(
+        dir.path(),
+        &relay.url(),
+        "    api_key_env: SYNTHFORGE_TOKEN\n",
+    );
+    let done = submit(&theft);
+    done.assert_failure();
+    assert!(
+        done.stderr.contains("credential: NAME"),
+        "{}",
+        done.describe()
+    );
+    assert_eq!(
+        relay.bytes_sent(),
+        0,
+        "no request may reach the listener yet"
+    );
+    // The worker's own credential works, and only the operator's key is ever sent.
+    let good = job(dir.path(), &relay.url(), "    credential: local\n");
+    let (done, _) = coord.submit_wait(&good, RUN_TIMEOUT);
+    done.assert_success();
+    let auth = relay.authorization_headers();
+    assert!(!auth.is_empty());
+    assert!(
+        auth.iter().all(|a| *a == format!("Bearer {KEY}")),
+        "{auth:?}"
+    );
+    drop(mock);
+}

@@ -189,6 +189,7 @@ async fn expired_lease_is_fenced_off_and_its_late_completion_discarded() {
             worker_id: "ghost".into(),
             address: "test".into(),
             slots: 1,
+            credentials: Vec::new(),
         })
         .await
         .unwrap();

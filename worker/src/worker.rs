@@ -55,6 +55,7 @@ pub async fn run(
         worker_id: cfg.id.clone(),
         address: hostname(),
         slots: cfg.parallel_tasks as u32,
+        credentials: cfg.credentials.names(),
     });
     // Registering holds nothing, so a shutdown meanwhile (coordinator unreachable) ends at once.
     let reg = tokio::select! {

@@ -264,7 +264,7 @@ output: {path: /tmp/out}
         assert!(card.contains("| `x` | 100 | 50 |"), "{card}");
         assert!(card.contains("| `email` | 3 |"), "{card}");
         assert!(
-            card.contains("MY_KEY") && !card.contains("hunter2"),
+            card.contains("credential: my_key") && !card.contains("hunter2"),
             "{card}"
         );
     }

@@ -89,6 +89,9 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         self.sched
             .register_worker(&r.worker_id, &r.address, r.slots)
             .await;
+        self.sched
+            .set_worker_credentials(&r.worker_id, r.credentials)
+            .await;
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: self.sched.heartbeat_interval_ms,
         }))

@@ -21,6 +21,7 @@ use crate::control::store::{StoreError, TaskStore};
 use crate::control::task_machine::{self, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
+mod credentials;
 mod finish;
 mod lease;
 mod state;
@@ -180,6 +181,7 @@ impl Scheduler {
         if let Some(e) = self.inner.lock().await.job(&id) {
             return Ok(e.view());
         }
+        self.check_credentials(&spec).await?;
         let started = std::time::Instant::now();
         let plan = planner::plan(&spec).await?;
         tracing::info!(job = %id, tasks = plan.tasks.len(), rows = plan.rows, ms = started.elapsed().as_millis() as u64, "planned");
