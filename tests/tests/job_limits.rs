@@ -180,3 +180,34 @@ fn an_output_holding_another_dataset_or_a_users_readme_is_refused() {
         &["already holds the dataset of job `e2e", "--overwrite"],
     );
 }
+
+#[test]
+fn submit_refuses_an_output_holding_another_jobs_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockBackend::start(&[]);
+    let coord = Coordinator::start(&StateBackend::Dir(dir.path().join("state")), &[]);
+    let _worker = coord.worker("limits-worker", &[]);
+    let first = job(dir.path(), &mock.url(), |y| y);
+    coord.submit_wait(&first, RUN_TIMEOUT).0.assert_success();
+    let other = job(dir.path(), &mock.url(), |y| {
+        y.replacen("name: \"e2e\"", "name: \"other\"", 1)
+    });
+    let refused = synthforge(["submit"])
+        .arg(&other)
+        .args(["--coordinator", &coord.url()])
+        .run_to_end(QUICK_TIMEOUT);
+    refused.assert_failure();
+    assert!(
+        refused
+            .stderr
+            .contains("already holds the dataset of job `e2e")
+            && refused.stderr.contains("--overwrite"),
+        "{}",
+        refused.describe()
+    );
+    synthforge(["submit"])
+        .arg(&other)
+        .args(["--coordinator", &coord.url(), "--overwrite"])
+        .run_to_end(QUICK_TIMEOUT)
+        .assert_success();
+}

@@ -72,15 +72,12 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
     if a.fresh {
         job_id = format!("{job_id}-{}", synthforge_core::now_ms());
     }
-    if !a.overwrite {
-        let root = synthforge_core::storage::open(&spec.output.path)?;
-        synthforge_core::output_guard::check_output_free(&root, &job_id).await?;
-    }
     let mut client = super::job_client(&cluster.grpc_url()).await?;
     let submitted = client
         .submit(pb::SubmitRequest {
             job_spec_yaml: spec.to_yaml(),
             job_id: job_id.clone(),
+            overwrite: a.overwrite,
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?

@@ -19,6 +19,9 @@ pub struct SubmitArgs {
     /// Wait until the job ends; exit non-zero unless it succeeded.
     #[arg(long)]
     pub wait: bool,
+    /// Write even where the output holds another job's dataset or a README.md not written by us.
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub tls: super::tls_args::TlsArgs,
 }
@@ -33,6 +36,7 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
             pb::SubmitRequest {
                 job_spec_yaml: spec.to_yaml(),
                 job_id: String::new(),
+                overwrite: a.overwrite,
             },
             &a.token,
         ))

@@ -235,7 +235,7 @@ impl pb::job_service_server::JobService for JobApi {
         let id = (!r.job_id.is_empty()).then_some(r.job_id);
         let v = self
             .sched
-            .submit(&r.job_spec_yaml, id)
+            .submit_guarded(&r.job_spec_yaml, id, r.overwrite)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SubmitResponse {

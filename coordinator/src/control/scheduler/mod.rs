@@ -21,7 +21,7 @@ use crate::control::store::{StoreError, TaskStore};
 use crate::control::task_machine::{self, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
-mod credentials;
+mod admission;
 mod finish;
 mod lease;
 mod state;

@@ -1,20 +1,52 @@
-//! Which credentials the fleet has, by name, and refusing a job that names one it lacks.
+//! Admission checks at submit that need more than the job file: the fleet's credentials and
+//! the output location.
 //!
-//! Workers report the names (never the values) of their operator's credentials at register.
+//! **Credentials.** Workers report the names (never the values) of their operator's credentials at register.
 //! A job naming a credential that no registered worker has is refused at submit, with the
 //! names that exist. With no worker registered yet the job is accepted: workers commonly start
 //! after a submit (a batch cluster scales up on pending work), and refusing then would make the
 //! order of starting matter. A worker that leases such a job without the credential fails the
 //! task with "credential `NAME` is not configured on this worker", so the job still ends with
 //! a clear reason rather than waiting forever.
+//!
+//! **Output.** A new job whose output prefix holds another job's dataset (its manifest) or a
+//! user's `README.md` is refused unless the submit says `overwrite`; finalization would
+//! otherwise delete or overwrite them. A resubmit of a known job is not checked again.
 
 use std::collections::BTreeSet;
 
 use synthforge_core::spec::JobSpec;
 
-use super::{SchedError, Scheduler};
+use super::{job_id_for, JobView, SchedError, Scheduler};
 
 impl Scheduler {
+    /// [`Scheduler::submit`], after refusing (unless `overwrite`) a new job whose output holds
+    /// another job's dataset or a user's README.
+    pub async fn submit_guarded(
+        self: &std::sync::Arc<Self>,
+        spec_yaml: &str,
+        requested_id: Option<String>,
+        overwrite: bool,
+    ) -> Result<JobView, SchedError> {
+        if !overwrite {
+            let spec = JobSpec::from_yaml(spec_yaml, "job")
+                .map_err(|e| SchedError::InvalidJob(e.to_string()))?;
+            let id = requested_id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| job_id_for(&spec));
+            let known = self.inner.lock().await.job(&id).is_some();
+            if !known {
+                let root = synthforge_core::storage::open(&spec.output.path)
+                    .map_err(|e| SchedError::InvalidJob(format!("output.path: {e}")))?;
+                synthforge_core::output_guard::check_output_free(&root, &id)
+                    .await
+                    .map_err(|e| SchedError::InvalidJob(e.to_string()))?;
+            }
+        }
+        self.submit(spec_yaml, requested_id).await
+    }
+
     /// Records the credential names worker `id` reported at register.
     pub async fn set_worker_credentials(&self, id: &str, names: Vec<String>) {
         if let Some(w) = self.inner.lock().await.workers.get_mut(id) {
