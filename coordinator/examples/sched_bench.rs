@@ -23,6 +23,7 @@ use synthforge_coordinator::control::scheduler::{Finalizer, Scheduler};
 use synthforge_coordinator::control::store::embedded::EmbeddedStore;
 use synthforge_coordinator::control::store::etcd::EtcdStore;
 use synthforge_coordinator::control::store::{Snapshot, StoreError, TaskStore};
+use synthforge_coordinator::control::task_machine::Backoff;
 use synthforge_coordinator::model::{JobRecord, JobState, TaskRecord, TaskStats};
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
@@ -135,18 +136,31 @@ impl<S: TaskStore> TaskStore for Timed<S> {
     ) -> Result<(), StoreError> {
         self.time(self.inner.complete(j, t, a, f, s)).await
     }
-    async fn fail(&self, j: &str, t: u64, a: u32, e: &str, r: bool) -> Result<(), StoreError> {
-        self.time(self.inner.fail(j, t, a, e, r)).await
+    async fn fail(
+        &self,
+        j: &str,
+        t: u64,
+        a: u32,
+        e: &str,
+        r: bool,
+        nb: u64,
+    ) -> Result<(), StoreError> {
+        self.time(self.inner.fail(j, t, a, e, r, nb)).await
     }
     async fn requeue_expired(
         &self,
         now: u64,
         max: &HashMap<String, u32>,
+        backoff: Backoff,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.time(self.inner.requeue_expired(now, max)).await
+        self.time(self.inner.requeue_expired(now, max, backoff))
+            .await
     }
     async fn load_all(&self) -> Result<Snapshot, StoreError> {
         self.inner.load_all().await
+    }
+    async fn check_leader(&self) -> Result<(), StoreError> {
+        self.inner.check_leader().await
     }
 }
 
@@ -162,6 +176,7 @@ fn job(id: &str, n: u64) -> (JobRecord, Vec<TaskRecord>) {
         created_ms: synthforge_core::now_ms(),
         finished_ms: 0,
         error: String::new(),
+        input_fingerprint: Default::default(),
     };
     let tasks = (0..n)
         .map(|i| {
@@ -234,7 +249,7 @@ async fn run<S: TaskStore + 'static>(a: &Args, store: Arc<Timed<S>>) {
         rss_mib()
     );
 
-    let noop: Finalizer = Arc::new(|_, _, _| Box::pin(async { Ok(()) }));
+    let noop: Finalizer = Arc::new(|_, _, _, _| Box::pin(async { Ok(Default::default()) }));
     let sched = Scheduler::new(store.clone(), noop);
     let t = Instant::now();
     sched.recover().await.expect("recover");
@@ -370,7 +385,12 @@ async fn main() {
                 nanos: AtomicU64::new(0),
                 calls: AtomicU64::new(0),
             });
-            run(&a, timed).await;
+            run(&a, timed.clone()).await;
+            let calls = timed.calls.load(Ordering::Relaxed);
+            println!(
+                "log fsyncs: {} for {calls} timed store calls (group commit)",
+                timed.inner.fsyncs()
+            );
         }
         "etcd" => {
             let prefix = format!("/bench-{}", synthforge_core::now_ms());

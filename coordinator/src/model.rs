@@ -50,6 +50,44 @@ pub struct JobRecord {
     pub created_ms: u64,
     pub finished_ms: u64,
     pub error: String,
+    /// The input objects as they were at submit: resuming the job checks them again and
+    /// refuses if any changed (empty for jobs stored before fingerprints existed).
+    #[serde(default)]
+    pub input_fingerprint: InputFingerprint,
+}
+
+/// The input as listed at submit, in a form whose size stays bounded: the job record is one
+/// etcd value (1.5 MiB request limit by default) and inputs can have many thousands of objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFingerprint {
+    /// Every object, for inputs of up to a thousand objects: changes are named with sizes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<InputObject>,
+    /// Larger inputs: a hash of (URL, size, e-tag, mtime) per object, sorted. Changed and added
+    /// objects are still named (from a new listing); removed ones are counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashes: Vec<u64>,
+    /// Inputs too large even for hashes: one hash over all objects, and their number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<(u64, u64)>,
+}
+
+impl InputFingerprint {
+    /// True for jobs stored before fingerprints existed (and empty inputs): nothing to check.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.hashes.is_empty() && self.digest.is_none()
+    }
+}
+
+/// One input object as listed at submit: enough to tell that it changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputObject {
+    pub url: String,
+    pub size: u64,
+    /// The store's entity tag (local files: inode, mtime and size), when it has one.
+    #[serde(default)]
+    pub e_tag: Option<String>,
+    pub last_modified_ms: i64,
 }
 
 /// Where a task is in its life; the rules that move it are in
@@ -93,6 +131,10 @@ pub struct TaskRecord {
     pub worker: String,
     pub deadline_ms: u64,
     pub last_error: String,
+    /// A pending task that failed or expired is not leased again before this time (ms since
+    /// the epoch; 0 = at once): the retry backoff set by the task machine.
+    #[serde(default)]
+    pub not_before_ms: u64,
     /// Files of the accepted completion (only the current attempt's).
     pub files: Vec<WrittenFile>,
     pub stats: TaskStats,
@@ -109,6 +151,7 @@ impl TaskRecord {
             worker: String::new(),
             deadline_ms: 0,
             last_error: String::new(),
+            not_before_ms: 0,
             files: Vec::new(),
             stats: TaskStats::default(),
         }

@@ -292,7 +292,7 @@ mod tests {
     use crate::control::store::embedded::EmbeddedStore;
 
     fn noop_finalizer() -> Finalizer {
-        Arc::new(|_, _, _| Box::pin(async { Ok(()) }))
+        Arc::new(|_, _, _, _| Box::pin(async { Ok(Default::default()) }))
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::sink::WrittenFile;
@@ -27,6 +27,91 @@ pub struct Manifest {
     #[serde(default)]
     pub removed: BTreeMap<String, u64>,
     pub created_unix_ms: u64,
+    /// Tasks that used up their attempts: their seed rows are in no file of the dataset.
+    #[serde(default)]
+    pub failed_tasks: Vec<FailedTask>,
+    /// Failed seed rows by reason (`stage: error`), from the failure files, plus the rows of
+    /// failed tasks (`task failed: error`).
+    #[serde(default)]
+    pub failure_reasons: BTreeMap<String, u64>,
+    /// Where every seed row went; see [`Accounting`].
+    #[serde(default)]
+    pub accounting: Accounting,
+}
+
+/// A task whose seed rows are missing from the dataset, and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailedTask {
+    pub task_id: u64,
+    /// The input object the rows come from.
+    pub object: String,
+    /// First row's index across the whole input, and the number of rows.
+    pub first_row: u64,
+    pub rows: u64,
+    /// The last attempt's error.
+    pub error: String,
+}
+
+/// The accounting identity `seed rows = output + removed + failed + rows of failed tasks`,
+/// with each term, so a reader sees at once whether a row went missing.
+///
+/// It holds exactly for pipelines that make one row per seed row; a stage that makes several
+/// samples per seed row (`n > 1`, evolve rounds) shows the extra rows as a negative difference.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accounting {
+    pub seed_rows: u64,
+    pub output_rows: u64,
+    pub removed_rows: u64,
+    pub failed_rows: u64,
+    pub failed_task_rows: u64,
+    /// `seed_rows - (output + removed + failed + failed_task_rows)`; 0 when every row is
+    /// accounted for.
+    pub difference: i64,
+}
+
+impl Accounting {
+    pub fn new(
+        seed_rows: u64,
+        output_rows: u64,
+        removed_rows: u64,
+        failed_rows: u64,
+        failed_task_rows: u64,
+    ) -> Accounting {
+        let accounted = output_rows + removed_rows + failed_rows + failed_task_rows;
+        Accounting {
+            seed_rows,
+            output_rows,
+            removed_rows,
+            failed_rows,
+            failed_task_rows,
+            difference: seed_rows as i64 - accounted as i64,
+        }
+    }
+
+    /// Whether every seed row is accounted for.
+    pub fn balances(&self) -> bool {
+        self.difference == 0
+    }
+}
+
+/// A manifest as stored, with the version a conditional replacement must name.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// `None` when the object is not a readable manifest (it is replaced all the same).
+    pub manifest: Option<Manifest>,
+    pub version: UpdateVersion,
+}
+
+/// How a conditional manifest write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// This write is the stored manifest.
+    Won,
+    /// Another writer's manifest was stored between the read and this write; nothing written.
+    Lost,
+    /// The store cannot write conditionally (local files replacing a manifest, S3 without
+    /// `AWS_CONDITIONAL_PUT`): written unconditionally.
+    Unconditional,
 }
 
 pub const MANIFEST_NAME: &str = "_manifest.json";
@@ -65,6 +150,61 @@ impl Manifest {
         Ok(())
     }
 
+    /// Writes the manifest only if the stored one is still `previous` (`None`: only if there is
+    /// none), so of two finalizers racing over one output exactly one wins.
+    pub async fn write_if(
+        &self,
+        root: &Location,
+        previous: Option<&UpdateVersion>,
+    ) -> Result<PutOutcome, StorageError> {
+        let loc = root.child(MANIFEST_NAME);
+        let body = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        let mode = match previous {
+            None => PutMode::Create,
+            Some(v) => PutMode::Update(v.clone()),
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        match loc
+            .store
+            .put_opts(&loc.path, PutPayload::from(body.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(PutOutcome::Won),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::Lost),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                loc.store
+                    .put(&loc.path, PutPayload::from(body))
+                    .await
+                    .map_err(|e| loc.store_error(e))?;
+                Ok(PutOutcome::Unconditional)
+            }
+            Err(e) => Err(loc.store_error(e)),
+        }
+    }
+
+    /// The stored manifest and its version, or `None` when there is none.
+    pub async fn read_versioned(root: &Location) -> Result<Option<StoredManifest>, StorageError> {
+        let loc = root.child(MANIFEST_NAME);
+        let got = match loc.store.get(&loc.path).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(loc.store_error(e)),
+        };
+        let version = UpdateVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got.bytes().await.map_err(|e| loc.store_error(e))?;
+        Ok(Some(StoredManifest {
+            manifest: serde_json::from_slice(&bytes).ok(),
+            version,
+        }))
+    }
+
     pub async fn read(root: &Location) -> Result<Manifest, StorageError> {
         let loc = root.child(MANIFEST_NAME);
         let bytes = loc
@@ -79,5 +219,65 @@ impl Manifest {
             url: loc.url.clone(),
             message: format!("not a manifest: {e}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(job: &str) -> Manifest {
+        Manifest::new(job, "name", Vec::new())
+    }
+
+    #[tokio::test]
+    async fn of_two_creates_and_of_two_updates_of_one_version_exactly_one_wins() {
+        let root = Location {
+            store: std::sync::Arc::new(object_store::memory::InMemory::new()),
+            path: object_store::path::Path::from("out"),
+            url: "memory:///out".into(),
+        };
+        assert!(Manifest::read_versioned(&root).await.unwrap().is_none());
+        let a = manifest("a").write_if(&root, None).await.unwrap();
+        let b = manifest("b").write_if(&root, None).await.unwrap();
+        assert_eq!((a, b), (PutOutcome::Won, PutOutcome::Lost));
+        let stored = Manifest::read_versioned(&root).await.unwrap().unwrap();
+        assert_eq!(stored.manifest.as_ref().unwrap().job_id, "a");
+        let c = manifest("c").write_if(&root, Some(&stored.version)).await;
+        let d = manifest("d").write_if(&root, Some(&stored.version)).await;
+        assert_eq!(
+            (c.unwrap(), d.unwrap()),
+            (PutOutcome::Won, PutOutcome::Lost)
+        );
+        assert_eq!(Manifest::read(&root).await.unwrap().job_id, "c");
+    }
+
+    #[tokio::test]
+    async fn local_files_create_conditionally_and_replace_unconditionally() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = crate::storage::open(&dir.path().display().to_string()).unwrap();
+        assert_eq!(
+            manifest("a").write_if(&root, None).await.unwrap(),
+            PutOutcome::Won
+        );
+        assert_eq!(
+            manifest("b").write_if(&root, None).await.unwrap(),
+            PutOutcome::Lost
+        );
+        let v = Manifest::read_versioned(&root)
+            .await
+            .unwrap()
+            .unwrap()
+            .version;
+        let replaced = manifest("c").write_if(&root, Some(&v)).await.unwrap();
+        assert_eq!(replaced, PutOutcome::Unconditional);
+        assert_eq!(Manifest::read(&root).await.unwrap().job_id, "c");
+    }
+
+    #[test]
+    fn accounting_flags_a_difference() {
+        assert!(Accounting::new(100, 90, 5, 3, 2).balances());
+        let short = Accounting::new(100, 80, 5, 3, 2);
+        assert_eq!((short.balances(), short.difference), (false, 10));
     }
 }

@@ -82,7 +82,9 @@ fn faults_end_in_output_or_failures_with_reasons() {
     let job = JobSpec::new(&seeds, SeedFormat::Jsonl, &mock.url(), &out);
     // Two attempts with a 1 s timeout: some rows exhaust them and must land in failures.
     let extra = "    timeout_s: 1.0\n    max_attempts: 2\n";
-    run(dir.path(), &auto_job(&job, &[mock.url()], extra), &out);
+    // Rows failing here is the point: a failure budget above the default (1%) lets the job end.
+    let yaml = auto_job(&job, &[mock.url()], extra) + "scheduling:\n  max_failed_fraction: 0.9\n";
+    run(dir.path(), &yaml, &out);
 
     let output = read_output(&out);
     assert_accounted(&ids, &output);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use synthforge_coordinator::control::store::etcd::EtcdStore;
 use synthforge_coordinator::control::store::{conformance, StoreError, TaskStore};
+use synthforge_coordinator::control::task_machine::Backoff;
 use synthforge_coordinator::model::{JobRecord, JobState, TaskRecord, TaskState};
 use synthforge_tests::Etcd;
 
@@ -33,6 +34,7 @@ fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
         created_ms: 1,
         finished_ms: 0,
         error: String::new(),
+        input_fingerprint: Default::default(),
     };
     // Built from JSON: the slice type lives in synthforge-core, which this crate does not use.
     let ts = (0..tasks)
@@ -167,6 +169,45 @@ fn deposed_leader_writes_are_fenced_off() {
     });
 }
 
+/// The check the finalizer makes before each object-store side effect follows the same fence
+/// as the store's writes.
+#[test]
+fn the_leader_check_follows_the_election_key() {
+    let etcd = Etcd::start();
+    rt().block_on(async {
+        let s = store(&etcd, "/check").await;
+        s.check_leader().await.expect("no election: always leader");
+        let mut kv = s.client().kv_client();
+        kv.put("/check/leader/a", "me", None).await.unwrap();
+        let rev = kv
+            .get("/check/leader/a", None)
+            .await
+            .unwrap()
+            .kvs()
+            .first()
+            .unwrap()
+            .create_revision();
+        s.set_fence(Some((b"/check/leader/a".to_vec(), rev)));
+        s.check_leader().await.expect("leading");
+        // Another coordinator's key under the same name does not make this one leader again.
+        kv.delete("/check/leader/a", None).await.unwrap();
+        assert!(matches!(
+            s.check_leader().await,
+            Err(StoreError::Conflict(_))
+        ));
+        kv.put("/check/leader/a", "other", None).await.unwrap();
+        assert!(matches!(
+            s.check_leader().await,
+            Err(StoreError::Conflict(_))
+        ));
+        s.set_fence(None);
+        assert!(matches!(
+            s.check_leader().await,
+            Err(StoreError::Conflict(_))
+        ));
+    });
+}
+
 #[test]
 fn large_job_spans_batches_and_pages_and_renewals_stay_in_memory() {
     let etcd = Etcd::start();
@@ -186,8 +227,15 @@ fn large_job_spans_batches_and_pages_and_renewals_stay_in_memory() {
         s.claim("big", 7, 1, "w", 1_000).await.unwrap();
         s.renew("big", 7, 1, 50_000).await.unwrap();
         let max = [("big".to_string(), 3)].into();
-        assert!(s.requeue_expired(10_000, &max).await.unwrap().is_empty());
-        let changed = s.requeue_expired(60_000, &max).await.unwrap();
+        assert!(s
+            .requeue_expired(10_000, &max, Backoff::NONE)
+            .await
+            .unwrap()
+            .is_empty());
+        let changed = s
+            .requeue_expired(60_000, &max, Backoff::NONE)
+            .await
+            .unwrap();
         assert_eq!(changed.len(), 1);
         assert_eq!(
             (changed[0].task_id, changed[0].state),

@@ -53,6 +53,8 @@ fn judge_then_filter_accounts_for_every_sample() {
         backend("judge", &mock, "mock-model")
     );
     let yaml = job_yaml("judge-e2e", &seed, &out, pipeline, &backends);
+    // One garbled row of 14 fails by design, above the default failure budget (1%).
+    let yaml = yaml + "scheduling:\n  max_failed_fraction: 0.2\n";
     let output = run(dir.path(), "job.yaml", &yaml, &out);
 
     // 14 rows × 2 samples.

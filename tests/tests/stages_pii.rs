@@ -66,6 +66,8 @@ fn planted_pii_never_reaches_backend_nor_output() {
         pipeline,
         &backend("m", &mock, "mock-model"),
     );
+    // One row fails by design, above the default failure budget (1%).
+    let yaml = yaml + "scheduling:\n  max_failed_fraction: 0.5\n";
     let output = run(dir.path(), "job.yaml", &yaml, &out);
 
     let sent = received_texts(&mock).join("\n");

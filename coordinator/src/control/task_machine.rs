@@ -41,14 +41,21 @@ pub enum TaskEvent<'a> {
         files: &'a [WrittenFile],
         stats: &'a TaskStats,
     },
-    /// The lease holder gave up: back to pending (`retry`) or failed for good.
+    /// The lease holder gave up: back to pending (`retry`) or failed for good. A retried task
+    /// is not leased again before `not_before_ms` (see [`Backoff`]).
     Fail {
         attempt: u32,
         error: &'a str,
         retry: bool,
+        not_before_ms: u64,
     },
-    /// The clock passed the lease's deadline without a renewal.
-    Expire { now_ms: u64, max_attempts: u32 },
+    /// The clock passed the lease's deadline without a renewal. A requeued task waits
+    /// `backoff` (for its attempt) from `now_ms` before it may be leased again.
+    Expire {
+        now_ms: u64,
+        max_attempts: u32,
+        backoff: Backoff,
+    },
 }
 
 /// The kind of an event, for refusals and logs.
@@ -171,6 +178,63 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The wait between a task's failed (or expired) attempt and its next one: exponential in the
+/// attempt number, capped, and jittered so that the tasks a backend outage failed together do
+/// not all come back in the same instant. Without it a backend that is down for a second burns
+/// every attempt of every task in a fraction of that second.
+///
+/// The jitter is derived from the task and attempt, not from a random source, so the machine
+/// stays pure and both stores compute the same time as the scheduler's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay after the first attempt (before jitter); 0 turns backoff off.
+    pub base_ms: u64,
+    /// Upper bound of the delay, whatever the attempt.
+    pub cap_ms: u64,
+}
+
+impl Backoff {
+    /// 1 s after the first attempt, doubling, at most a minute.
+    pub const DEFAULT: Backoff = Backoff {
+        base_ms: 1_000,
+        cap_ms: 60_000,
+    };
+    /// No wait (tests that are not about backoff).
+    pub const NONE: Backoff = Backoff {
+        base_ms: 0,
+        cap_ms: 0,
+    };
+
+    /// The wait after attempt `attempt` (1-based) of a task: `base * 2^(attempt-1)`, capped,
+    /// then placed in the upper half of that (`[d/2, d]`) by a hash of the task and attempt.
+    pub fn delay_ms(&self, job_id: &str, task_id: u64, attempt: u32) -> u64 {
+        let exp = attempt.saturating_sub(1).min(32);
+        let full = self
+            .base_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.cap_ms.max(self.base_ms));
+        if full == 0 {
+            return 0;
+        }
+        let half = full / 2;
+        half + jitter(job_id, task_id, attempt) % (full - half + 1)
+    }
+}
+
+/// FNV-1a over the task's identity: a stable, well-spread number for the jitter.
+fn jitter(job_id: &str, task_id: u64, attempt: u32) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = job_id
+        .bytes()
+        .chain(task_id.to_le_bytes())
+        .chain(attempt.to_le_bytes());
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Attempts per task when a store is not told the job's own limit (the job spec's default).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
@@ -280,25 +344,37 @@ fn apply(t: &mut TaskRecord, event: &TaskEvent<'_>) {
             t.stats = stats.clone();
             t.last_error.clear();
         }
-        TaskEvent::Fail { error, retry, .. } => {
+        TaskEvent::Fail {
+            error,
+            retry,
+            not_before_ms,
+            ..
+        } => {
             t.state = if retry {
                 TaskState::Pending
             } else {
                 TaskState::Failed
             };
+            t.not_before_ms = if retry { not_before_ms } else { 0 };
             t.last_error = error.to_string();
             t.worker.clear();
         }
-        TaskEvent::Expire { max_attempts, .. } => {
+        TaskEvent::Expire {
+            now_ms,
+            max_attempts,
+            backoff,
+        } => {
             t.last_error = format!(
                 "lease of worker `{}` expired (attempt {})",
                 t.worker, t.attempt
             );
-            t.state = if retry_allowed(t.attempt, max_attempts) {
-                TaskState::Pending
+            if retry_allowed(t.attempt, max_attempts) {
+                t.state = TaskState::Pending;
+                t.not_before_ms = now_ms + backoff.delay_ms(&t.job_id, t.task_id, t.attempt);
             } else {
-                TaskState::Failed
-            };
+                t.state = TaskState::Failed;
+                t.not_before_ms = 0;
+            }
             t.worker.clear();
         }
     }

@@ -86,6 +86,63 @@ fn table(out: &mut String, head: &str, rows: &BTreeMap<String, u64>, empty: &str
     out.push('\n');
 }
 
+/// The accounting identity with its terms, and a warning when it does not balance.
+fn identity(o: &mut String, manifest: &Manifest) {
+    let a = &manifest.accounting;
+    let _ = writeln!(
+        o,
+        "Identity: seed rows = rows in the dataset + rows removed + failures + rows of failed tasks: {} = {} + {} + {} + {}.",
+        a.seed_rows, a.output_rows, a.removed_rows, a.failed_rows, a.failed_task_rows
+    );
+    if a.balances() {
+        o.push_str("Every seed row is accounted for.\n\n");
+    } else {
+        let _ = writeln!(
+            o,
+            "\n> **Warning: the identity does not balance (difference {}).** {}\n",
+            a.difference,
+            if a.difference > 0 {
+                "Seed rows are missing from the output without a recorded reason."
+            } else {
+                "There are more output rows than seed rows: a stage made several samples per seed row."
+            }
+        );
+    }
+}
+
+/// The rows missing from the dataset and why: failed tasks and the top failure reasons.
+fn failed_tasks(o: &mut String, manifest: &Manifest) {
+    if !manifest.failed_tasks.is_empty() {
+        o.push_str("### Failed tasks (their seed rows are missing)\n\n| task | input | rows | error |\n|---|---|---|---|\n");
+        for t in &manifest.failed_tasks {
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {} rows from row {} | {} |",
+                t.task_id,
+                t.object,
+                t.rows,
+                t.first_row,
+                cell(&t.error)
+            );
+        }
+        o.push('\n');
+    }
+    if !manifest.failure_reasons.is_empty() {
+        o.push_str("### Failures by reason\n\n| reason | rows |\n|---|---|\n");
+        let mut reasons: Vec<_> = manifest.failure_reasons.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (reason, rows) in reasons {
+            let _ = writeln!(o, "| {} | {rows} |", cell(reason));
+        }
+        o.push('\n');
+    }
+}
+
+/// Text for a table cell: one line, pipes escaped.
+fn cell(s: &str) -> String {
+    s.lines().next().unwrap_or_default().replace('|', "\\|")
+}
+
 /// Renders the card. `stats` is the sum of all task stats; `manifest` is final (after dedup).
 pub fn render(
     job: &JobRecord,
@@ -116,7 +173,14 @@ pub fn render(
     let _ = writeln!(o, "| rows generated | {generated} |");
     let _ = writeln!(o, "| rows removed | {removed_total} |");
     let _ = writeln!(o, "| rows in the dataset | {} |", manifest.rows);
-    let _ = writeln!(o, "| failures | {} |\n", manifest.failures);
+    let _ = writeln!(o, "| failures | {} |", manifest.failures);
+    let _ = writeln!(
+        o,
+        "| rows of failed tasks | {} |\n",
+        manifest.accounting.failed_task_rows
+    );
+    identity(&mut o, manifest);
+    failed_tasks(&mut o, manifest);
     o.push_str("### Rows removed by reason\n\n");
     if manifest.removed.is_empty() {
         o.push_str("No rows were removed.\n\n");
@@ -240,6 +304,7 @@ output: {path: /tmp/out}
             created_ms: 0,
             finished_ms: 0,
             error: String::new(),
+            input_fingerprint: Default::default(),
         };
         let mut stats = TaskStats {
             rows_out: 9,
@@ -265,6 +330,59 @@ output: {path: /tmp/out}
         assert!(card.contains("| `email` | 3 |"), "{card}");
         assert!(
             card.contains("credential: my_key") && !card.contains("hunter2"),
+            "{card}"
+        );
+    }
+
+    #[test]
+    fn card_names_failed_tasks_and_flags_an_unbalanced_identity() {
+        let spec = JobSpec::from_yaml(
+            "name: f\ninput: {path: /tmp/x.jsonl, format: jsonl}\npipeline:\n  - {stage: generate, backend: m, template: \"{{ text }}\"}\nbackends:\n  m: {url: \"http://127.0.0.1:1/v1\", model: x}\noutput: {path: /tmp/out}\n",
+            "t",
+        )
+        .unwrap();
+        let job = JobRecord {
+            id: "f-1".into(),
+            name: "f".into(),
+            spec_yaml: String::new(),
+            state: JobState::Finalizing,
+            output: "/tmp/out".into(),
+            tasks_total: 2,
+            rows_total: 10,
+            created_ms: 0,
+            finished_ms: 0,
+            error: String::new(),
+            input_fingerprint: Default::default(),
+        };
+        let mut m = Manifest::new("f-1", "f", vec![]);
+        m.seed_rows = 10;
+        m.rows = 4;
+        m.failures = 1;
+        m.failed_tasks = vec![synthforge_core::manifest::FailedTask {
+            task_id: 1,
+            object: "/tmp/x.jsonl".into(),
+            first_row: 5,
+            rows: 5,
+            error: "backend down | 500".into(),
+        }];
+        m.failure_reasons
+            .insert("task failed: backend down".into(), 5);
+        m.failure_reasons
+            .insert("generate: empty choices".into(), 1);
+        m.accounting = synthforge_core::manifest::Accounting::new(10, 4, 0, 1, 5);
+        let card = render(&job, &spec, &m, &TaskStats::default(), &[]);
+        assert!(card.contains("| rows of failed tasks | 5 |"), "{card}");
+        assert!(card.contains("10 = 4 + 0 + 1 + 5"), "{card}");
+        assert!(card.contains("Every seed row is accounted for."), "{card}");
+        assert!(
+            card.contains("| 1 | `/tmp/x.jsonl` | 5 rows from row 5 | backend down \\| 500 |"),
+            "{card}"
+        );
+        assert!(card.contains("| task failed: backend down | 5 |"), "{card}");
+        m.accounting = synthforge_core::manifest::Accounting::new(10, 3, 0, 1, 5);
+        let card = render(&job, &spec, &m, &TaskStats::default(), &[]);
+        assert!(
+            card.contains("does not balance (difference 1)") && card.contains("missing"),
             "{card}"
         );
     }

@@ -3,4 +3,5 @@
 
 pub mod card;
 pub mod dedup;
+pub mod failures;
 pub mod manifest;

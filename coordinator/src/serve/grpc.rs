@@ -66,6 +66,7 @@ fn status(e: SchedError) -> Status {
         SchedError::NoJob(j) => Status::not_found(format!("no job `{j}`")),
         SchedError::Store(s) => Status::unavailable(format!("state store: {s}")),
         SchedError::Busy(m) => Status::unavailable(m),
+        e @ SchedError::InputChanged { .. } => Status::failed_precondition(e.to_string()),
     }
 }
 

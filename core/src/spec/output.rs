@@ -23,7 +23,7 @@ fn default_compression() -> String {
     "zstd".into()
 }
 
-/// The `scheduling` section: lease length and attempts per task.
+/// The `scheduling` section: lease length, attempts per task and the job's failure budget.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulingSpec {
@@ -33,6 +33,14 @@ pub struct SchedulingSpec {
     /// Attempts per task before it is failed with its last error.
     #[serde(default = "default_task_attempts")]
     pub max_attempts: u32,
+    /// Failure budget: a job whose failed seed rows (failed rows plus the rows of failed tasks)
+    /// exceed this fraction of its seed rows ends `failed`, so a broken run is never reported
+    /// as a success. Left out of the stored YAML at its default, so job ids stay stable.
+    #[serde(
+        default = "default_max_failed_fraction",
+        skip_serializing_if = "is_default_max_failed_fraction"
+    )]
+    pub max_failed_fraction: f64,
 }
 
 fn default_lease_s() -> f64 {
@@ -43,11 +51,20 @@ fn default_task_attempts() -> u32 {
     3
 }
 
+fn default_max_failed_fraction() -> f64 {
+    0.01
+}
+
+fn is_default_max_failed_fraction(v: &f64) -> bool {
+    *v == default_max_failed_fraction()
+}
+
 impl Default for SchedulingSpec {
     fn default() -> Self {
         SchedulingSpec {
             lease_s: default_lease_s(),
             max_attempts: default_task_attempts(),
+            max_failed_fraction: default_max_failed_fraction(),
         }
     }
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use synthforge_core::now_ms;
 
-use super::{SchedError, Scheduler};
-use crate::model::{JobState, TaskState};
+use super::{outcome, LeaderCheck, SchedError, Scheduler};
+use crate::model::JobState;
 
 impl Scheduler {
     pub(super) async fn spawn_finalize(self: Arc<Self>, job_id: String) {
@@ -22,13 +22,10 @@ impl Scheduler {
         };
         let _ = self.store.update_job(&record).await;
         let this = self.clone();
+        let leader = self.leader_check();
         tokio::spawn(async move {
-            let failed: Vec<String> = tasks
-                .iter()
-                .filter(|t| t.state == TaskState::Failed)
-                .map(|t| format!("task {}: {}", t.task_id, t.last_error))
-                .collect();
-            let result = (this.finalizer)(record.clone(), spec, tasks).await;
+            let result =
+                (this.finalizer)(record.clone(), spec.clone(), tasks.clone(), leader).await;
             let mut inner = this.inner.lock().await;
             let Some(e) = inner.job_mut(&record.id) else {
                 return;
@@ -38,15 +35,16 @@ impl Scheduler {
             }
             e.record.finished_ms = now_ms();
             match result {
-                Ok(()) if failed.is_empty() => e.record.state = JobState::Succeeded,
-                Ok(()) => {
-                    e.record.state = JobState::Failed;
-                    e.record.error = format!(
-                        "{} of {} tasks failed: {}",
-                        failed.len(),
-                        e.tasks.len(),
-                        failed.into_iter().take(5).collect::<Vec<_>>().join("; ")
+                Ok(manifest) => {
+                    let (state, error) = outcome::judge(
+                        e.record.rows_total,
+                        &spec.scheduling,
+                        &tasks,
+                        &e.stats,
+                        &manifest.failure_reasons,
                     );
+                    e.record.state = state;
+                    e.record.error = error;
                 }
                 Err(err) => {
                     e.record.state = JobState::Failed;
@@ -63,6 +61,15 @@ impl Scheduler {
         });
     }
 
+    /// The leadership check handed to the finalizer: the store's own fence.
+    fn leader_check(&self) -> LeaderCheck {
+        let store = self.store.clone();
+        Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move { store.check_leader().await.map_err(|e| e.to_string()) })
+        })
+    }
+
     pub async fn cancel(&self, job_id: &str) -> Result<bool, SchedError> {
         let mut inner = self.inner.lock().await;
         let Some(e) = inner.job_mut(job_id) else {
@@ -74,6 +81,7 @@ impl Scheduler {
         e.record.state = JobState::Cancelled;
         e.record.finished_ms = now_ms();
         e.pending.clear();
+        e.delayed.clear();
         let rec = e.record.clone();
         drop(inner);
         self.store.update_job(&rec).await?;

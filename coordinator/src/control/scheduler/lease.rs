@@ -55,11 +55,13 @@ impl Scheduler {
         let keys: Vec<(u64, String)> = inner
             .jobs
             .iter()
-            .filter(|(_, e)| e.record.state == JobState::Running && !e.pending.is_empty())
+            .filter(|(_, e)| e.record.state == JobState::Running && e.has_pending())
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
             let entry = inner.jobs.get_mut(&key).expect("key from map");
+            // Retries whose backoff is over join the queue; the others are not leased yet.
+            entry.release_due(now);
             while let Some(task_id) = entry.pending.pop_front() {
                 let lease_ms = (entry.spec.scheduling.lease_s * 1000.0) as u64;
                 let t = &mut entry.tasks[task_id as usize];

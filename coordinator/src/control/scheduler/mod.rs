@@ -11,19 +11,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use synthforge_core::manifest::Manifest;
 use synthforge_core::now_ms;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::JobSpec;
 use tokio::sync::Mutex;
 
-use crate::control::planner;
 use crate::control::store::{StoreError, TaskStore};
-use crate::control::task_machine::{self, TaskEvent};
-use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
+use crate::control::task_machine::{self, Backoff, TaskEvent};
+use crate::control::{fingerprint, planner};
+use crate::model::{InputObject, JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
 mod admission;
 mod finish;
 mod lease;
+mod outcome;
 mod state;
 
 use state::{Inner, JobEntry};
@@ -42,15 +44,27 @@ pub enum SchedError {
     /// Transient: the caller should retry shortly.
     #[error("busy: {0}")]
     Busy(String),
+    /// The job exists, but its input changed since it was submitted: resuming it would mix
+    /// old and new input (start over with a new job id, `synthforge run --fresh`).
+    #[error("input of job `{job}` changed since it was submitted: {}; run with --fresh to start over", changes.join("; "))]
+    InputChanged { job: String, changes: Vec<String> },
 }
 
+/// Asked right before each side effect outside the state store (finalization's object-store
+/// writes and deletes): `Err` when this coordinator is no longer the leader and must stop.
+/// Built from [`TaskStore::check_leader`].
+pub type LeaderCheck =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 /// Called when a job's tasks have all ended, to write the manifest (and run whole-job steps).
+/// Returns the stored manifest, whose failure reasons the job's outcome summarises.
 pub type Finalizer = Arc<
     dyn Fn(
             JobRecord,
             Arc<JobSpec>,
             Vec<TaskRecord>,
-        ) -> futures::future::BoxFuture<'static, Result<(), String>>
+            LeaderCheck,
+        ) -> futures::future::BoxFuture<'static, Result<Manifest, String>>
         + Send
         + Sync,
 >;
@@ -60,6 +74,8 @@ pub struct Scheduler {
     inner: Mutex<Inner>,
     finalizer: Finalizer,
     pub heartbeat_interval_ms: u64,
+    /// Wait between a task's failed or expired attempt and its next lease.
+    retry_backoff: Backoff,
     changed: tokio::sync::Notify,
 }
 
@@ -84,11 +100,22 @@ pub fn job_id_for(spec: &JobSpec) -> String {
 
 impl Scheduler {
     pub fn new(store: Arc<dyn TaskStore>, finalizer: Finalizer) -> Arc<Self> {
+        Self::with_retry_backoff(store, finalizer, Backoff::DEFAULT)
+    }
+
+    /// A scheduler whose retried tasks wait `retry_backoff` ([`Backoff::NONE`] in tests that are
+    /// not about backoff, so they stay fast).
+    pub fn with_retry_backoff(
+        store: Arc<dyn TaskStore>,
+        finalizer: Finalizer,
+        retry_backoff: Backoff,
+    ) -> Arc<Self> {
         Arc::new(Scheduler {
             store,
             inner: Mutex::new(Inner::default()),
             finalizer,
             heartbeat_interval_ms: 2_000,
+            retry_backoff,
             changed: tokio::sync::Notify::new(),
         })
     }
@@ -135,7 +162,7 @@ impl Scheduler {
             for t in tasks.iter().filter(|t| t.state == TaskState::Done) {
                 stats.add(&t.stats);
             }
-            let pending = tasks
+            let pending: Vec<u64> = tasks
                 .iter()
                 .filter(|t| t.state == TaskState::Pending)
                 .map(|t| t.task_id)
@@ -144,15 +171,20 @@ impl Scheduler {
                 .iter()
                 .filter(|t| matches!(t.state, TaskState::Done | TaskState::Failed))
                 .count();
-            let entry = JobEntry {
+            let mut entry = JobEntry {
                 record,
                 spec,
                 tasks,
-                pending,
+                pending: Default::default(),
+                delayed: Default::default(),
                 stats,
                 progress: HashMap::new(),
                 ended,
             };
+            let now = now_ms();
+            for task_id in pending {
+                entry.requeue(task_id, now);
+            }
             if !entry.record.state.is_terminal() && entry.all_ended() {
                 to_finalize.push(entry.record.id.clone());
             }
@@ -178,8 +210,18 @@ impl Scheduler {
         let id = requested_id
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| job_id_for(&spec));
-        if let Some(e) = self.inner.lock().await.job(&id) {
-            return Ok(e.view());
+        if !(0.0..=1.0).contains(&spec.scheduling.max_failed_fraction) {
+            return Err(SchedError::InvalidJob(format!(
+                "scheduling.max_failed_fraction must be between 0 and 1, not {}",
+                spec.scheduling.max_failed_fraction
+            )));
+        }
+        let input_now = fingerprint::list(&spec)
+            .await
+            .map_err(planner::PlanError::from)?;
+        let existing = self.inner.lock().await.job(&id).map(|e| e.view());
+        if let Some(view) = existing {
+            return Self::resume(view, &input_now);
         }
         self.check_credentials(&spec).await?;
         let started = std::time::Instant::now();
@@ -196,6 +238,7 @@ impl Scheduler {
             created_ms: now_ms(),
             finished_ms: 0,
             error: String::new(),
+            input_fingerprint: fingerprint::record(input_now),
         };
         let tasks: Vec<TaskRecord> = plan
             .tasks
@@ -227,6 +270,7 @@ impl Scheduler {
         }
         let entry = JobEntry {
             pending: tasks.iter().map(|t| t.task_id).collect(),
+            delayed: Default::default(),
             record,
             spec: Arc::new(spec),
             tasks,
@@ -243,6 +287,24 @@ impl Scheduler {
         }
         self.changed.notify_waiters();
         Ok(view)
+    }
+
+    /// Re-submitting a known job: its view, if the input is as it was at submit.
+    fn resume(view: JobView, now: &[InputObject]) -> Result<JobView, SchedError> {
+        let stored = &view.record.input_fingerprint;
+        if stored.is_empty() {
+            // Stored before fingerprints existed: nothing to compare with.
+            return Ok(view);
+        }
+        let changes = fingerprint::changes(stored, now);
+        if changes.is_empty() {
+            return Ok(view);
+        }
+        tracing::warn!(job = %view.record.id, ?changes, "re-submitted job refused: input changed");
+        Err(SchedError::InputChanged {
+            job: view.record.id,
+            changes,
+        })
     }
 
     pub async fn register_worker(&self, id: &str, address: &str, slots: u32) {
@@ -430,17 +492,20 @@ impl Scheduler {
         };
         let retry = !permanent
             && task_machine::retry_allowed(t.attempt, entry.spec.scheduling.max_attempts);
+        let now = now_ms();
+        let not_before_ms = now + self.retry_backoff.delay_ms(job_id, task_id, attempt);
         let event = TaskEvent::Fail {
             attempt,
             error,
             retry,
+            not_before_ms,
         };
         let Ok(next) = task_machine::transition(t, &event) else {
             return Ok(());
         };
         match self
             .store
-            .fail(job_id, task_id, attempt, error, retry)
+            .fail(job_id, task_id, attempt, error, retry, not_before_ms)
             .await
         {
             Ok(()) => {}
@@ -450,7 +515,7 @@ impl Scheduler {
         entry.progress.remove(&task_id);
         entry.tasks[task_id as usize] = next;
         if retry {
-            entry.pending.push_back(task_id);
+            entry.requeue(task_id, now);
         } else {
             entry.ended += 1;
         }
@@ -483,7 +548,11 @@ impl Scheduler {
             .values()
             .map(|e| (e.record.id.clone(), e.spec.scheduling.max_attempts))
             .collect();
-        let changed = self.store.requeue_expired(now_ms(), &attempts).await?;
+        let now = now_ms();
+        let changed = self
+            .store
+            .requeue_expired(now, &attempts, self.retry_backoff)
+            .await?;
         let mut finished = Vec::new();
         for t in &changed {
             let Some(entry) = inner.job_mut(&t.job_id) else {
@@ -500,7 +569,7 @@ impl Scheduler {
                 *mem = t.clone();
             }
             if t.state == TaskState::Pending {
-                entry.pending.push_back(t.task_id);
+                entry.requeue(t.task_id, now);
             }
             let ended_now = entry.all_ended() && entry.record.state == JobState::Running;
             if let Some(w) = lost_by.and_then(|w| inner.workers.get_mut(&w)) {

@@ -1,6 +1,6 @@
 //! The scheduler's in-memory state and the views it hands out (leases, jobs, workers).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use synthforge_core::input::TaskSlice;
@@ -57,6 +57,8 @@ pub(super) struct JobEntry {
     pub(super) spec: Arc<JobSpec>,
     pub(super) tasks: Vec<TaskRecord>,
     pub(super) pending: VecDeque<u64>,
+    /// Pending tasks waiting out their retry backoff: (not before, task id), earliest first.
+    pub(super) delayed: BTreeSet<(u64, u64)>,
     pub(super) stats: TaskStats,
     /// task id → rows done so far by its current attempt.
     pub(super) progress: HashMap<u64, u64>,
@@ -71,6 +73,35 @@ impl JobEntry {
 
     pub(super) fn all_ended(&self) -> bool {
         self.ended == self.tasks.len()
+    }
+
+    /// Queues a pending task for leasing: at once, or after its backoff (`not_before_ms`).
+    pub(super) fn requeue(&mut self, task_id: u64, now_ms: u64) {
+        let not_before = self
+            .tasks
+            .get(task_id as usize)
+            .map_or(0, |t| t.not_before_ms);
+        if not_before > now_ms {
+            self.delayed.insert((not_before, task_id));
+        } else {
+            self.pending.push_back(task_id);
+        }
+    }
+
+    /// Moves the tasks whose backoff ended by `now_ms` to the lease queue.
+    pub(super) fn release_due(&mut self, now_ms: u64) {
+        while let Some(&(at, task_id)) = self.delayed.first() {
+            if at > now_ms {
+                break;
+            }
+            self.delayed.pop_first();
+            self.pending.push_back(task_id);
+        }
+    }
+
+    /// Whether a task may be leased now or later (queued or waiting out a backoff).
+    pub(super) fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.delayed.is_empty()
     }
 
     pub(super) fn view(&self) -> JobView {

@@ -25,15 +25,20 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_backoff(Backoff::NONE)
+    }
+
+    /// A harness whose retried tasks wait `backoff` before their next lease.
+    fn with_backoff(backoff: Backoff) -> Self {
         let store = Arc::new(EmbeddedStore::in_memory());
         let finalized: Arc<Mutex<Vec<Vec<TaskRecord>>>> = Arc::default();
         let calls = finalized.clone();
-        let finalizer: Finalizer = Arc::new(move |_job, _spec, tasks| {
+        let finalizer: Finalizer = Arc::new(move |_job, _spec, tasks, _leader| {
             calls.lock().unwrap().push(tasks);
-            Box::pin(async { Ok(()) })
+            Box::pin(async { Ok(Manifest::default()) })
         });
         Harness {
-            sched: Scheduler::new(store.clone(), finalizer),
+            sched: Scheduler::with_retry_backoff(store.clone(), finalizer, backoff),
             store,
             finalized,
             dir: tempfile::tempdir().unwrap(),
@@ -42,6 +47,14 @@ impl Harness {
 
     /// Submits a job of `tasks` one-row tasks; returns its id.
     async fn submit(&self, name: &str, tasks: u64, lease_s: f64, max_attempts: u32) -> String {
+        let yaml = self.job_yaml(name, tasks, lease_s, max_attempts);
+        let view = self.sched.submit(&yaml, None).await.unwrap();
+        assert_eq!(view.record.tasks_total, tasks);
+        view.record.id
+    }
+
+    /// Writes a seed file of `tasks` rows and returns the spec of a job over it.
+    fn job_yaml(&self, name: &str, tasks: u64, lease_s: f64, max_attempts: u32) -> String {
         let seed = self.dir.path().join(format!("{name}.jsonl"));
         let rows: String = (0..tasks)
             .map(|i| format!("{{\"id\": \"r{i}\", \"text\": \"row {i}\"}}\n"))
@@ -71,9 +84,7 @@ scheduling:
             seed = seed.display(),
             out = self.dir.path().join(format!("{name}-out")).display(),
         );
-        let view = self.sched.submit(&yaml, None).await.unwrap();
-        assert_eq!(view.record.tasks_total, tasks);
-        view.record.id
+        yaml
     }
 
     async fn lease(&self, worker: &str) -> Lease {
@@ -434,4 +445,75 @@ async fn recovery_keeps_outstanding_leases_alive() {
     let next = leader.lease("w2").await.unwrap().expect("the other task");
     assert_ne!(next.task_id, l.task_id);
     assert_eq!(next.attempt, 1);
+}
+
+#[tokio::test]
+async fn a_retried_task_is_not_leased_again_before_its_backoff() {
+    let backoff = Backoff {
+        base_ms: 200,
+        cap_ms: 10_000,
+    };
+    let h = Harness::with_backoff(backoff);
+    let job = h.submit("backoff", 1, SHORT_LEASE_S, 3).await;
+    let l1 = h.lease("w1").await;
+    let failed_at = now_ms();
+    h.sched
+        .fail("w1", &job, 0, l1.attempt, "backend down", false)
+        .await
+        .unwrap();
+    let stored = h.stored(&job, 0).await;
+    assert_eq!(stored.state, TaskState::Pending);
+    assert!(
+        stored.not_before_ms >= failed_at + 100,
+        "the store keeps the backoff: {} vs {failed_at}",
+        stored.not_before_ms
+    );
+    assert!(
+        h.sched.lease("w1").await.unwrap().is_none(),
+        "still backing off"
+    );
+    assert_eq!(h.view(&job).await.tasks_pending, 1);
+    tokio::time::sleep(Duration::from_millis(
+        stored.not_before_ms.saturating_sub(now_ms()) + 5,
+    ))
+    .await;
+    let l2 = h.lease("w1").await;
+    assert_eq!(l2.attempt, 2);
+    // An expired lease backs off too (attempt 2: between 200 and 400 ms).
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    h.sched.requeue_expired().await.unwrap();
+    let stored = h.stored(&job, 0).await;
+    assert_eq!(stored.state, TaskState::Pending);
+    assert!(stored.not_before_ms >= now_ms() + 100 - 80);
+    assert!(
+        h.sched.lease("w2").await.unwrap().is_none(),
+        "expiry backs off"
+    );
+}
+
+#[tokio::test]
+async fn resubmitting_a_job_whose_input_changed_is_refused_naming_the_file() {
+    let h = Harness::new();
+    let yaml = h.job_yaml("grown", 2, LONG_LEASE_S, 3);
+    let first = h.sched.submit(&yaml, None).await.unwrap();
+    let again = h.sched.submit(&yaml, None).await.unwrap();
+    assert_eq!(again.record.id, first.record.id, "unchanged input: resumed");
+    // The seed file grows from 2 to 4 rows.
+    let seed = h.dir.path().join("grown.jsonl");
+    let rows: String = (0..4)
+        .map(|i| format!("{{\"id\": \"r{i}\", \"text\": \"row {i}\"}}\n"))
+        .collect();
+    std::fs::write(&seed, rows).unwrap();
+    let err = h.sched.submit(&yaml, None).await.unwrap_err();
+    assert!(matches!(err, SchedError::InputChanged { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("grown.jsonl: size") && msg.contains("--fresh"),
+        "{msg}"
+    );
+    assert_eq!(
+        h.view(&first.record.id).await.record.tasks_total,
+        2,
+        "job untouched"
+    );
 }

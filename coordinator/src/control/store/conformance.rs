@@ -6,10 +6,11 @@ use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
 
 use super::{StoreError, TaskStore};
-use crate::control::task_machine::{self, TaskEvent};
+use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
-fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
+/// A job `id` of `tasks` pending one-row tasks, as the suite creates them.
+pub(crate) fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
     let j = JobRecord {
         id: id.into(),
         name: "conformance".into(),
@@ -21,6 +22,7 @@ fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
         created_ms: 1,
         finished_ms: 0,
         error: String::new(),
+        input_fingerprint: Default::default(),
     };
     let ts = (0..tasks)
         .map(|i| {
@@ -112,7 +114,7 @@ async fn complete_only_current_attempt(store: &dyn TaskStore, id: &str) {
     let (j, ts) = job(id, 1);
     store.create_job(&j, &ts).await.unwrap();
     store.claim(id, 0, 1, "w1", 100).await.unwrap();
-    store.fail(id, 0, 1, "worker lost", true).await.unwrap();
+    store.fail(id, 0, 1, "worker lost", true, 0).await.unwrap();
     store.claim(id, 0, 2, "w2", 100).await.unwrap();
     let files = vec![WrittenFile {
         path: "data/part-000000-1.parquet".into(),
@@ -151,7 +153,7 @@ async fn fail_and_retry(store: &dyn TaskStore, id: &str) {
     let (j, ts) = job(id, 1);
     store.create_job(&j, &ts).await.unwrap();
     store.claim(id, 0, 1, "w1", 100).await.unwrap();
-    store.fail(id, 0, 1, "bad object", false).await.unwrap();
+    store.fail(id, 0, 1, "bad object", false, 0).await.unwrap();
     let snap = store.load_all().await.unwrap();
     let t = task(&snap, id, 0);
     assert_eq!(t.state, TaskState::Failed);
@@ -164,13 +166,22 @@ async fn expiry_requeues_then_fails(store: &dyn TaskStore, id: &str) {
     store.create_job(&j, &ts).await.unwrap();
     let max: std::collections::HashMap<String, u32> = [(id.to_string(), 2)].into();
     store.claim(id, 0, 1, "w1", 1_000).await.unwrap();
-    let changed = store.requeue_expired(500, &max).await.unwrap();
+    let changed = store
+        .requeue_expired(500, &max, Backoff::NONE)
+        .await
+        .unwrap();
     assert!(!changed.iter().any(|t| t.job_id == id), "not yet expired");
-    let changed = store.requeue_expired(2_000, &max).await.unwrap();
+    let changed = store
+        .requeue_expired(2_000, &max, Backoff::NONE)
+        .await
+        .unwrap();
     let t = changed.iter().find(|t| t.job_id == id).expect("requeued");
     assert_eq!(t.state, TaskState::Pending);
     store.claim(id, 0, 2, "w2", 3_000).await.unwrap();
-    let changed = store.requeue_expired(4_000, &max).await.unwrap();
+    let changed = store
+        .requeue_expired(4_000, &max, Backoff::NONE)
+        .await
+        .unwrap();
     let t = changed.iter().find(|t| t.job_id == id).expect("failed");
     assert_eq!(t.state, TaskState::Failed);
     assert!(t.last_error.contains("expired"), "{}", t.last_error);
@@ -188,8 +199,8 @@ async fn drive_to(store: &dyn TaskStore, id: &str, state: TaskState, fresh: bool
         store.claim(id, 0, 1, "w1", LEASE_UNTIL).await.unwrap();
         match state {
             TaskState::Leased => {}
-            TaskState::Pending => store.fail(id, 0, 1, "transient", true).await.unwrap(),
-            TaskState::Failed => store.fail(id, 0, 1, "permanent", false).await.unwrap(),
+            TaskState::Pending => store.fail(id, 0, 1, "transient", true, 0).await.unwrap(),
+            TaskState::Failed => store.fail(id, 0, 1, "permanent", false, 0).await.unwrap(),
             TaskState::Done => {
                 let f = files_of(1);
                 store.complete(id, 0, 1, &f, &stats_of()).await.unwrap();
@@ -239,13 +250,19 @@ async fn send(store: &dyn TaskStore, id: &str, event: &TaskEvent<'_>) -> Result<
             attempt,
             error,
             retry,
-        } => store.fail(id, 0, attempt, error, retry).await,
+            not_before_ms,
+        } => {
+            store
+                .fail(id, 0, attempt, error, retry, not_before_ms)
+                .await
+        }
         TaskEvent::Expire {
             now_ms,
             max_attempts,
+            backoff,
         } => {
             let max = [(id.to_string(), max_attempts)].into();
-            let changed = store.requeue_expired(now_ms, &max).await?;
+            let changed = store.requeue_expired(now_ms, &max, backoff).await?;
             return Ok(changed.iter().any(|t| t.job_id == id));
         }
         TaskEvent::Unclaim { .. } => unreachable!("the scheduler's memory only"),
@@ -331,6 +348,7 @@ async fn transitions_follow_the_machine(store: &dyn TaskStore, prefix: &str) {
                         attempt: a,
                         error: "e",
                         retry: true,
+                        not_before_ms: 0,
                     },
                 ),
                 (
@@ -339,6 +357,7 @@ async fn transitions_follow_the_machine(store: &dyn TaskStore, prefix: &str) {
                         attempt: a,
                         error: "e",
                         retry: false,
+                        not_before_ms: 0,
                     },
                 ),
                 (
@@ -347,6 +366,7 @@ async fn transitions_follow_the_machine(store: &dyn TaskStore, prefix: &str) {
                         attempt: a + 1,
                         error: "e",
                         retry: true,
+                        not_before_ms: 0,
                     },
                 ),
                 (
@@ -354,6 +374,7 @@ async fn transitions_follow_the_machine(store: &dyn TaskStore, prefix: &str) {
                     TaskEvent::Expire {
                         now_ms: LEASE_UNTIL + 1,
                         max_attempts: 3,
+                        backoff: Backoff::NONE,
                     },
                 ),
                 (
@@ -361,6 +382,7 @@ async fn transitions_follow_the_machine(store: &dyn TaskStore, prefix: &str) {
                     TaskEvent::Expire {
                         now_ms: LEASE_UNTIL + 1,
                         max_attempts: 1,
+                        backoff: Backoff::NONE,
                     },
                 ),
                 (
@@ -368,6 +390,7 @@ async fn transitions_follow_the_machine(store: &dyn TaskStore, prefix: &str) {
                     TaskEvent::Expire {
                         now_ms: LEASE_UNTIL - 1,
                         max_attempts: 3,
+                        backoff: Backoff::NONE,
                     },
                 ),
             ]

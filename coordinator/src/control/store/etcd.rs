@@ -28,7 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 use synthforge_core::sink::WrittenFile;
 
 use super::{Snapshot, StoreError, TaskStore};
-use crate::control::task_machine::{self, TaskEvent};
+use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, TaskRecord, TaskState, TaskStats};
 
 /// Puts per transaction when creating tasks (etcd's default `--max-txn-ops` is 128).
@@ -390,21 +390,36 @@ impl TaskStore for EtcdStore {
         attempt: u32,
         error: &str,
         retry: bool,
+        not_before_ms: u64,
     ) -> Result<(), StoreError> {
         let Held { rev, rec } = self.current(job_id, task_id).await?;
         let event = TaskEvent::Fail {
             attempt,
             error,
             retry,
+            not_before_ms,
         };
         self.write_task(rev, task_machine::transition(&rec, &event)?)
             .await
+    }
+
+    /// Asks etcd whether the election key still has the revision this coordinator won with
+    /// (the fence every write of this store carries), with an empty fenced transaction.
+    async fn check_leader(&self) -> Result<(), StoreError> {
+        match self.cas(Vec::new(), Vec::new()).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Conflict(
+                "leadership lost: the election key is gone or belongs to another coordinator"
+                    .into(),
+            )),
+        }
     }
 
     async fn requeue_expired(
         &self,
         now_ms: u64,
         max_attempts: &HashMap<String, u32>,
+        backoff: Backoff,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         // Deadlines live with the held leases (the leader holds every outstanding lease after
         // `load_all`), so this is a scan of memory plus one transaction per expired lease.
@@ -421,6 +436,7 @@ impl TaskStore for EtcdStore {
                         .get(&h.rec.job_id)
                         .copied()
                         .unwrap_or(task_machine::DEFAULT_MAX_ATTEMPTS),
+                    backoff,
                 };
                 let next = task_machine::transition(&h.rec, &event).ok()?;
                 Some((h.rev, next))

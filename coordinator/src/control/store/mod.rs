@@ -13,7 +13,7 @@ pub mod etcd;
 use async_trait::async_trait;
 use synthforge_core::sink::WrittenFile;
 
-use crate::control::task_machine::Refusal;
+use crate::control::task_machine::{Backoff, Refusal};
 use crate::model::{JobRecord, TaskRecord, TaskStats};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +79,8 @@ pub trait TaskStore: Send + Sync {
         stats: &TaskStats,
     ) -> Result<(), StoreError>;
 
-    /// Ends a lease with an error: back to pending (`retry`) or failed. Requires leased at
-    /// `attempt`.
+    /// Ends a lease with an error: back to pending (`retry`, not to be leased before
+    /// `not_before_ms`) or failed. Requires leased at `attempt`.
     async fn fail(
         &self,
         job_id: &str,
@@ -88,17 +88,26 @@ pub trait TaskStore: Send + Sync {
         attempt: u32,
         error: &str,
         retry: bool,
+        not_before_ms: u64,
     ) -> Result<(), StoreError>;
 
     /// Returns every leased task whose deadline is before `now_ms` to pending (or failed once
     /// the job's entry in `max_attempts` is reached, default
-    /// [`DEFAULT_MAX_ATTEMPTS`](crate::control::task_machine::DEFAULT_MAX_ATTEMPTS)); returns the
-    /// tasks it changed.
+    /// [`DEFAULT_MAX_ATTEMPTS`](crate::control::task_machine::DEFAULT_MAX_ATTEMPTS)); a requeued
+    /// task waits `backoff` before its next lease. Returns the tasks it changed.
     async fn requeue_expired(
         &self,
         now_ms: u64,
         max_attempts: &std::collections::HashMap<String, u32>,
+        backoff: Backoff,
     ) -> Result<Vec<TaskRecord>, StoreError>;
 
     async fn load_all(&self) -> Result<Snapshot, StoreError>;
+
+    /// Whether this coordinator may still act as the leader, asked right before a side effect
+    /// outside the store (finalization's object-store writes). `Conflict` when it may not. A
+    /// store without an election (embedded, a single etcd coordinator) always answers yes.
+    async fn check_leader(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -63,6 +63,7 @@ fn record(state: TaskState, fresh_pending: bool) -> TaskRecord {
                 attempt,
                 error: "transient",
                 retry: true,
+                not_before_ms: 0,
             };
             t = transition(&t, &fail).unwrap();
         }
@@ -75,11 +76,13 @@ fn record(state: TaskState, fresh_pending: bool) -> TaskRecord {
             attempt: A,
             error: "transient",
             retry: true,
+            not_before_ms: 0,
         }),
         TaskState::Failed => Some(TaskEvent::Fail {
             attempt: A,
             error: "permanent",
             retry: false,
+            not_before_ms: 0,
         }),
         TaskState::Done => Some(TaskEvent::Complete {
             attempt: A,
@@ -201,6 +204,7 @@ fn every_state_and_event() {
                 attempt: a,
                 error: "e",
                 retry: true,
+                not_before_ms: 0,
             }),
         ),
         (
@@ -209,6 +213,7 @@ fn every_state_and_event() {
                 attempt: a,
                 error: "e",
                 retry: false,
+                not_before_ms: 0,
             }),
         ),
         (
@@ -217,6 +222,7 @@ fn every_state_and_event() {
                 attempt: 1,
                 error: "e",
                 retry: true,
+                not_before_ms: 0,
             }),
         ),
         (
@@ -224,6 +230,7 @@ fn every_state_and_event() {
             Box::new(|_| TaskEvent::Expire {
                 now_ms: DEADLINE + 1,
                 max_attempts: A + 1,
+                backoff: Backoff::NONE,
             }),
         ),
         (
@@ -231,6 +238,7 @@ fn every_state_and_event() {
             Box::new(|_| TaskEvent::Expire {
                 now_ms: DEADLINE + 1,
                 max_attempts: A,
+                backoff: Backoff::NONE,
             }),
         ),
         (
@@ -238,6 +246,7 @@ fn every_state_and_event() {
             Box::new(|_| TaskEvent::Expire {
                 now_ms: DEADLINE,
                 max_attempts: A + 1,
+                backoff: Backoff::NONE,
             }),
         ),
     ];
@@ -382,6 +391,7 @@ fn failure_and_expiry_record_why_and_free_the_worker() {
             attempt: A,
             error: "bad object",
             retry: false,
+            not_before_ms: 0,
         },
     )
     .unwrap();
@@ -394,6 +404,7 @@ fn failure_and_expiry_record_why_and_free_the_worker() {
         &TaskEvent::Expire {
             now_ms: DEADLINE + 1,
             max_attempts: 3,
+            backoff: Backoff::NONE,
         },
     )
     .unwrap();
@@ -412,4 +423,85 @@ fn retries_stop_at_max_attempts() {
     assert!(retry_allowed(2, 3));
     assert!(!retry_allowed(3, 3));
     assert!(!retry_allowed(4, 3));
+}
+
+#[test]
+fn backoff_doubles_per_attempt_is_capped_and_jittered_in_its_upper_half() {
+    let b = Backoff {
+        base_ms: 1_000,
+        cap_ms: 8_000,
+    };
+    for (attempt, full) in [(1, 1_000), (2, 2_000), (3, 4_000), (4, 8_000), (9, 8_000)] {
+        for task in 0..50 {
+            let d = b.delay_ms("job", task, attempt);
+            assert!(
+                (full / 2..=full).contains(&d),
+                "attempt {attempt}, task {task}: {d} not in [{}, {full}]",
+                full / 2
+            );
+            assert_eq!(d, b.delay_ms("job", task, attempt), "deterministic");
+        }
+    }
+    let spread: std::collections::BTreeSet<u64> =
+        (0..50).map(|task| b.delay_ms("job", task, 3)).collect();
+    assert!(spread.len() > 10, "jitter spreads tasks: {spread:?}");
+    assert_eq!(Backoff::NONE.delay_ms("job", 0, 5), 0);
+    assert!(
+        Backoff::DEFAULT.delay_ms("job", 0, u32::MAX) <= 60_000,
+        "a huge attempt number neither overflows nor passes the cap"
+    );
+}
+
+#[test]
+fn a_retried_failure_and_an_expiry_set_the_earliest_next_lease() {
+    let t = record(TaskState::Leased, false);
+    let retried = transition(
+        &t,
+        &TaskEvent::Fail {
+            attempt: A,
+            error: "backend down",
+            retry: true,
+            not_before_ms: 5_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (retried.state, retried.not_before_ms),
+        (TaskState::Pending, 5_000)
+    );
+    let failed = transition(
+        &t,
+        &TaskEvent::Fail {
+            attempt: A,
+            error: "permanent",
+            retry: false,
+            not_before_ms: 5_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        failed.not_before_ms, 0,
+        "a failed task is never leased again"
+    );
+    let backoff = Backoff {
+        base_ms: 1_000,
+        cap_ms: 60_000,
+    };
+    let expired = transition(
+        &t,
+        &TaskEvent::Expire {
+            now_ms: DEADLINE + 1,
+            max_attempts: 3,
+            backoff,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        expired.not_before_ms,
+        DEADLINE + 1 + backoff.delay_ms(&t.job_id, t.task_id, A)
+    );
+    assert!(
+        expired.not_before_ms >= DEADLINE + 1 + 1_000,
+        "attempt {A}: at least 1 s"
+    );
 }
