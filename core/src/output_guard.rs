@@ -32,11 +32,18 @@ pub enum OutputInUse {
 }
 
 /// Checks that `root` holds no other job's manifest and no `README.md` but a synthforge card.
-/// `job_id` is the job about to write there (its own manifest is fine: a rerun or a resume).
-pub async fn check_output_free(root: &Location, job_id: &str) -> Result<(), OutputInUse> {
+/// `spec_id` is the id of the job's spec (`job_id_for`): a manifest of that id, or of a fresh
+/// run of it (`{spec_id}-{suffix}`), is this job's own dataset (a resume or a start-over).
+pub async fn check_output_free(root: &Location, spec_id: &str) -> Result<(), OutputInUse> {
+    let ours = |other: &str| {
+        other == spec_id
+            || other
+                .strip_prefix(spec_id)
+                .is_some_and(|rest| rest.starts_with('-'))
+    };
     if read_optional(&root.child(MANIFEST_NAME)).await?.is_some() {
         match Manifest::read(root).await {
-            Ok(m) if m.job_id == job_id => {}
+            Ok(m) if ours(&m.job_id) => {}
             Ok(m) => {
                 return Err(OutputInUse::OtherJob {
                     url: root.url.clone(),
@@ -84,9 +91,16 @@ mod tests {
             .await
             .unwrap();
         check_output_free(&root, "job-a").await.unwrap();
+        // A fresh run of the same spec writes as `job-a-<time>`; the dataset of `job-a` is its own.
+        Manifest::new("job-a-1700000000000", "a", Vec::new())
+            .write(&root)
+            .await
+            .unwrap();
+        check_output_free(&root, "job-a").await.unwrap();
         let e = check_output_free(&root, "job-b").await.unwrap_err();
         assert!(
-            e.to_string().contains("job `job-a`") && e.to_string().contains("--overwrite"),
+            e.to_string().contains("job `job-a-1700000000000`")
+                && e.to_string().contains("--overwrite"),
             "{e}"
         );
         std::fs::remove_file(dir.path().join(MANIFEST_NAME)).unwrap();

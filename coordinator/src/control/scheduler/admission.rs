@@ -11,7 +11,8 @@
 //!
 //! **Output.** A new job whose output prefix holds another job's dataset (its manifest) or a
 //! user's `README.md` is refused unless the submit says `overwrite`; finalization would
-//! otherwise delete or overwrite them. A resubmit of a known job is not checked again.
+//! otherwise delete or overwrite them. A resubmit of a known job is not checked again, and a
+//! dataset of the same spec (a resumed or `--fresh` run) is the job's own.
 
 use std::collections::BTreeSet;
 
@@ -31,15 +32,16 @@ impl Scheduler {
         if !overwrite {
             let spec = JobSpec::from_yaml(spec_yaml, "job")
                 .map_err(|e| SchedError::InvalidJob(e.to_string()))?;
+            let spec_id = job_id_for(&spec);
             let id = requested_id
                 .clone()
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| job_id_for(&spec));
+                .unwrap_or_else(|| spec_id.clone());
             let known = self.inner.lock().await.job(&id).is_some();
             if !known {
                 let root = synthforge_core::storage::open(&spec.output.path)
                     .map_err(|e| SchedError::InvalidJob(format!("output.path: {e}")))?;
-                synthforge_core::output_guard::check_output_free(&root, &id)
+                synthforge_core::output_guard::check_output_free(&root, &spec_id)
                     .await
                     .map_err(|e| SchedError::InvalidJob(e.to_string()))?;
             }
