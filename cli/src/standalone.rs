@@ -35,6 +35,8 @@ pub struct StandaloneConfig {
     pub grace: Duration,
     /// Serve the dashboard and metrics here; `None`: no HTTP.
     pub http_addr: Option<SocketAddr>,
+    /// The operator's named API keys, given to every worker.
+    pub credentials: std::sync::Arc<synthforge_core::backend::Credentials>,
 }
 
 impl Default for StandaloneConfig {
@@ -45,6 +47,7 @@ impl Default for StandaloneConfig {
             parallel_tasks: 2,
             grace: Duration::from_secs(10),
             http_addr: None,
+            credentials: Default::default(),
         }
     }
 }
@@ -144,6 +147,7 @@ impl Standalone {
             exit_when_idle: false,
             grace: self.config.grace,
             tls: None,
+            credentials: self.config.credentials.clone(),
         };
         let run = tokio::spawn(synthforge_worker::run(cfg, stop.clone()));
         self.workers.push(LocalWorker { id, stop, run });

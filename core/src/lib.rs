@@ -6,6 +6,7 @@ pub mod backend;
 pub mod input;
 pub mod manifest;
 pub mod minhash;
+pub mod output_guard;
 pub mod record;
 pub mod redact;
 pub mod sink;

@@ -2,8 +2,15 @@
 //!
 //! Templates are compiled once per task and rendered per row. Undefined variables are an
 //! error (strict mode): a typo in a column name must fail loudly, not send an empty prompt.
+//!
+//! A template comes from a job file, so its cost is bounded: an instruction budget
+//! ([`RENDER_FUEL`], minijinja's fuel) stops nested loops, and a wall-clock limit
+//! ([`RENDER_TIME_LIMIT`]) stops single instructions that are slow on long strings. A render over
+//! either limit is an error for that row (a failure row on a worker, an error in `validate`).
 
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Names minijinja provides itself (loop helpers, globals); never reported as missing columns.
 const BUILTINS: &[&str] = &[
@@ -20,6 +27,12 @@ const BUILTINS: &[&str] = &[
 ];
 
 use minijinja::{Environment, UndefinedBehavior};
+
+/// Instructions one render may execute: a prompt template loops over a handful of items, so
+/// this is far above any real template and far below what nested loops over long strings take.
+pub const RENDER_FUEL: u64 = 200_000;
+/// Time one render may take before the row is given up.
+pub const RENDER_TIME_LIMIT: Duration = Duration::from_secs(2);
 use sha2::{Digest, Sha256};
 
 /// A compiled prompt template with its lineage hash.
@@ -46,6 +59,8 @@ pub enum TemplateError {
     Syntax(String),
     #[error("template render: {0}")]
     Render(String),
+    #[error("template render took longer than {0:?}; the template is too costly for this row")]
+    TooSlow(Duration),
     #[error("missing column {}: the template reads it but the row has no such field (row has: {})", .missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "), .present.join(", "))]
     MissingColumn {
         missing: Vec<String>,
@@ -73,12 +88,17 @@ impl PromptTemplate {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(false);
+        env.set_fuel(Some(RENDER_FUEL));
         env.add_template_owned("prompt", source.to_string())
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         let hash = hex::encode(&Sha256::digest(source.as_bytes())[..8]);
         let vars = {
             let t = env.get_template("prompt").expect("just added");
-            let mut v: Vec<String> = t.undeclared_variables(false).into_iter().collect();
+            let mut v: Vec<String> = t
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| !BUILTINS.contains(&v.as_str()))
+                .collect();
             v.sort();
             v
         };
@@ -121,9 +141,29 @@ impl PromptTemplate {
                 return Err(TemplateError::MissingColumn { missing, present });
             }
         }
-        let t = self.env.get_template("prompt").expect("added in new()");
-        t.render(ctx)
-            .map_err(|e| TemplateError::Render(describe(&e)))
+        self.render_within(ctx.clone(), RENDER_TIME_LIMIT)
+    }
+
+    /// Renders on a helper thread and waits at most `limit`. A render past the limit is left
+    /// to finish on its own (the fuel bounds it) while the caller moves on with an error.
+    fn render_within(
+        &self,
+        ctx: serde_json::Value,
+        limit: Duration,
+    ) -> Result<String, TemplateError> {
+        let env = self.env.clone();
+        let (tx, rx) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("template-render".into())
+            .spawn(move || {
+                let t = env.get_template("prompt").expect("added in new()");
+                let _ = tx.send(t.render(&ctx).map_err(|e| describe(&e)));
+            })
+            .map_err(|e| TemplateError::Render(format!("cannot start render: {e}")))?;
+        match rx.recv_timeout(limit) {
+            Ok(result) => result.map_err(TemplateError::Render),
+            Err(_) => Err(TemplateError::TooSlow(limit)),
+        }
     }
 }
 
@@ -136,6 +176,12 @@ mod tests {
     fn renders_columns_and_reports_variables() {
         let t = PromptTemplate::new("Write for {{ audience }} about {{ text | upper }}").unwrap();
         assert_eq!(t.variables(), vec!["audience", "text"]);
+        let looping = PromptTemplate::new("{% for i in range(2) %}{{ text }}{% endfor %}").unwrap();
+        assert_eq!(
+            looping.variables(),
+            vec!["text"],
+            "builtins are not columns"
+        );
         let out = t
             .render(&json!({"text": "bees", "audience": "kids"}))
             .unwrap();
@@ -150,6 +196,50 @@ mod tests {
         assert!(
             e.contains("missing column `txet`") && e.contains("text"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn nested_loops_run_out_of_fuel() {
+        let t = PromptTemplate::new(
+            "{% for a in text %}{% for b in text %}{% for c in text %}{{ a }}{% endfor %}{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let e = t
+            .render(&json!({"text": "x".repeat(1000)}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fuel"), "{e}");
+        assert!(
+            started.elapsed() < RENDER_TIME_LIMIT,
+            "{:?}",
+            started.elapsed()
+        );
+        // The same template over a short row is fine.
+        assert_eq!(t.render(&json!({"text": "ab"})).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn a_slow_render_is_given_up_at_the_time_limit() {
+        // Few instructions, each slow on a long string: the fuel alone would not stop it soon.
+        let t = PromptTemplate::new(
+            "{% for i in range(5000) %}{{ (text ~ text) | upper | length }}{% endfor %}",
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let e = t
+            .render_within(
+                json!({"text": "x".repeat(4_000_000)}),
+                Duration::from_millis(100),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("longer than"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
         );
     }
 

@@ -127,10 +127,39 @@ async fn api_key_is_never_shown() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "sk-secret-123\n").unwrap();
-    let b = backend(serde_json::json!({
-        "url": mock.url(), "api_key_file": key_file.display().to_string(),
-    }));
+    let credentials = synthforge_core::backend::Credentials::load(
+        &[format!("k=file:{}", key_file.display()).parse().unwrap()],
+        None,
+    )
+    .unwrap();
+    let spec: synthforge_core::spec::BackendSpec = serde_json::from_value(
+        serde_json::json!({"url": mock.url(), "model": "mock-model", "credential": "k"}),
+    )
+    .unwrap();
+    let b =
+        synthforge_core::backend::Backend::with_credentials("test", &spec, &credentials).unwrap();
     b.generate(&chat("x")).await.unwrap();
     let shown = format!("{b:?} {:?}", b.snapshot());
     assert!(!shown.contains("sk-secret-123"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_prompt_is_refused_without_a_request() {
+    let mock = Mock::start(Mock::args()).await;
+    let b = backend(serde_json::json!({"url": mock.url(), "max_prompt_tokens": 100}));
+    let e = b.generate(&chat(&"x".repeat(4000))).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            synthforge_core::backend::BackendError::PromptTooLarge { cap: 100, .. }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("max_prompt_tokens"), "{e}");
+    let shown = b.snapshot();
+    assert_eq!(
+        shown.endpoints.iter().map(|e| e.requests_ok).sum::<u64>(),
+        0
+    );
+    b.generate(&chat(&"x".repeat(300))).await.unwrap();
 }

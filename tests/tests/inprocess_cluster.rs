@@ -76,6 +76,7 @@ async fn cluster(
         parallel_tasks,
         grace,
         http_addr: None,
+        credentials: Default::default(),
     };
     let c = Standalone::start(
         config,
@@ -188,6 +189,7 @@ async fn expired_lease_is_fenced_off_and_its_late_completion_discarded() {
             worker_id: "ghost".into(),
             address: "test".into(),
             slots: 1,
+            credentials: Vec::new(),
         })
         .await
         .unwrap();

@@ -197,14 +197,15 @@ fn canary_api_key_reaches_the_backend_and_nothing_else() {
     let mut mock = MockBackend::start(&[]);
     let relay = RecordingRelay::start(mock.port());
     let (ids, job_file, out) = small_job(dir.path(), &relay.url());
-    // The key is named in the job by its environment variable only.
+    // The key is named in the job by its credential name only; the worker's operator says
+    // where it lives.
     let yaml = std::fs::read_to_string(&job_file).unwrap();
     let yaml = yaml.replacen(
         "    api: chat\n",
-        "    api: chat\n    api_key_env: CANARY_KEY\n",
+        "    api: chat\n    credential: canary\n",
         1,
     );
-    assert!(yaml.contains("api_key_env: CANARY_KEY"));
+    assert!(yaml.contains("credential: canary"));
     std::fs::write(&job_file, yaml).unwrap();
 
     // Every process has the key in its environment and logs at debug level.
@@ -214,7 +215,7 @@ fn canary_api_key_reaches_the_backend_and_nothing_else() {
     ];
     let state_dir = dir.path().join("state");
     let mut coord = Coordinator::start(&StateBackend::Dir(state_dir.clone()), &env);
-    let mut worker = coord.worker("canary-worker", &[]);
+    let mut worker = coord.worker("canary-worker", &["--credential", "canary=env:CANARY_KEY"]);
     let (done, job_id) = coord.submit_wait(&job_file, JOB_TIMEOUT);
     done.assert_success();
     let output = read_output(&out);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use synthforge_core::backend::{Backend, BackendError};
+use synthforge_core::backend::{Backend, BackendError, Credentials};
 use synthforge_core::input::{self, SeedItem, TaskSlice};
 use synthforge_core::record::FailureRecord;
 use synthforge_core::sink::TaskSink;
@@ -23,13 +23,22 @@ use crate::client::CoordinatorClient;
 use crate::error::TaskError;
 
 /// Backends are kept per job across its tasks: connection pools, counters and (adaptive)
-/// concurrency limits survive task boundaries.
+/// concurrency limits survive task boundaries. Their API keys come from the operator's
+/// credentials of this worker, which a job names but never defines.
 #[derive(Default)]
 pub struct BackendCache {
     by_job: tokio::sync::Mutex<HashMap<String, HashMap<String, Arc<Backend>>>>,
+    credentials: Arc<Credentials>,
 }
 
 impl BackendCache {
+    pub fn new(credentials: Arc<Credentials>) -> BackendCache {
+        BackendCache {
+            by_job: Default::default(),
+            credentials,
+        }
+    }
+
     async fn get(
         &self,
         job_id: &str,
@@ -41,7 +50,7 @@ impl BackendCache {
         }
         let mut out = HashMap::new();
         for (name, bspec) in &spec.backends {
-            let b = Backend::new(name, bspec)?;
+            let b = Backend::with_credentials(name, bspec, &self.credentials)?;
             out.insert(name.clone(), Arc::new(b));
         }
         // Fail fast with a clear message on a model the server does not serve.

@@ -9,6 +9,8 @@ use synthforge_proto as pb;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use synthforge_core::backend::Credentials;
+
 use crate::client::{ClientError, CoordinatorClient};
 use crate::task::{BackendCache, TaskEnd, TaskRunner};
 
@@ -26,6 +28,8 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// TLS towards the coordinators (`https`); `None`: plaintext.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// The operator's named API keys; a job's backends name them (`credential: NAME`).
+    pub credentials: Arc<Credentials>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -51,6 +55,7 @@ pub async fn run(
         worker_id: cfg.id.clone(),
         address: hostname(),
         slots: cfg.parallel_tasks as u32,
+        credentials: cfg.credentials.names(),
     });
     // Registering holds nothing, so a shutdown meanwhile (coordinator unreachable) ends at once.
     let reg = tokio::select! {
@@ -60,7 +65,7 @@ pub async fn run(
     let runner = Arc::new(TaskRunner {
         worker_id: cfg.id.clone(),
         client: client.clone(),
-        backends: Arc::new(BackendCache::default()),
+        backends: Arc::new(BackendCache::new(cfg.credentials.clone())),
         heartbeat_every: Duration::from_millis(reg.heartbeat_interval_ms.clamp(100, 30_000)),
     });
     tracing::info!(worker = %cfg.id, "worker registered");
@@ -185,6 +190,7 @@ mod tests {
             exit_when_idle: false,
             grace: Duration::ZERO,
             tls: None,
+            credentials: Default::default(),
         };
         let worker = tokio::spawn(run(cfg, stop.clone()));
         tokio::time::sleep(Duration::from_millis(200)).await;

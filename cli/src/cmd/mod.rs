@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share.
 
 pub mod coordinator;
+pub mod credential_args;
 pub mod inspect;
 pub mod mock;
 pub mod run;

@@ -32,21 +32,33 @@ pub struct RunArgs {
     /// Start a new job even if this exact job ran before (default: resume / report it).
     #[arg(long)]
     pub fresh: bool,
+    /// Write even where the output already holds another job's dataset or a user's README.md.
+    #[arg(long)]
+    pub overwrite: bool,
     #[arg(long)]
     pub no_progress: bool,
     /// Log at info level (default: warnings only, with a progress bar).
     #[arg(long, short)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub credentials: super::credential_args::CredentialArgs,
 }
 
 pub async fn run(a: RunArgs) -> anyhow::Result<()> {
     let text = super::read_job_file(&a.job)?;
     let mut spec = JobSpec::from_yaml(&text, &a.job.display().to_string())?;
     super::prepare_spec(&mut spec, a.output.as_deref());
+    spec.output.path = synthforge_core::spec::limits::normalise_output_path(&spec.output.path)
+        .map_err(|e| anyhow::anyhow!("output: {e}"))?;
+    let credentials = a
+        .credentials
+        .load(std::env::var("SYNTHFORGE_TOKEN").ok().as_deref())?;
+    check_credentials_known(&spec, &credentials)?;
     let cluster = Standalone::open(
         StandaloneConfig {
             workers: a.workers.max(1),
             http_addr: a.http_addr,
+            credentials,
             ..StandaloneConfig::default()
         },
         &a.state_dir,
@@ -65,6 +77,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         .submit(pb::SubmitRequest {
             job_spec_yaml: spec.to_yaml(),
             job_id: job_id.clone(),
+            overwrite: a.overwrite,
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?
@@ -103,6 +116,27 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         JobState::Succeeded => Ok(()),
         other => anyhow::bail!("job {} {}: {}", job_id, other.as_str(), view.record.error),
     }
+}
+
+/// Refuses, before anything starts, a job whose backends name a credential this run was not
+/// given: its workers are in this process, so the local configuration is all there is.
+fn check_credentials_known(
+    spec: &JobSpec,
+    credentials: &synthforge_core::backend::Credentials,
+) -> anyhow::Result<()> {
+    for (name, backend) in &spec.backends {
+        if let Some(c) = backend
+            .credential
+            .as_deref()
+            .filter(|c| !credentials.contains(c))
+        {
+            anyhow::bail!(
+                "backends.{name}.credential: `{c}` is not configured; give it with \
+                 `--credential {c}=env:VAR` (or file:/path) or in --credentials-file"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Follows the job until it ends (Some) or the run is interrupted (None).

@@ -20,6 +20,9 @@ pub struct SubmitArgs {
     /// Wait until the job ends; exit non-zero unless it succeeded.
     #[arg(long)]
     pub wait: bool,
+    /// Write even where the output holds another job's dataset or a README.md not written by us.
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub tls: super::tls_args::TlsArgs,
 }
@@ -35,6 +38,7 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
             pb::SubmitRequest {
                 job_spec_yaml: spec.to_yaml(),
                 job_id: String::new(),
+                overwrite: a.overwrite,
             },
             &token,
         ))

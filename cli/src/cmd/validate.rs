@@ -10,18 +10,34 @@ use synthforge_core::stages::variations;
 use synthforge_core::storage;
 use synthforge_core::template::PromptTemplate;
 
+/// Refuses an output prefix holding another job's dataset (as `run` and `submit` will).
+async fn check_output(file: &str, spec: &JobSpec) -> anyhow::Result<()> {
+    let job_id = synthforge_coordinator::control::scheduler::job_id_for(spec);
+    let root = storage::open(&super::absolutize(&spec.output.path))
+        .with_context(|| format!("{file}: field `output.path`"))?;
+    synthforge_core::output_guard::check_output_free(&root, &job_id)
+        .await
+        .with_context(|| format!("{file}: field `output.path`"))
+}
+
 #[derive(clap::Args)]
 pub struct ValidateArgs {
     pub job: PathBuf,
     /// How many rendered prompts to print.
     #[arg(long, default_value_t = 3)]
     pub show: usize,
+    /// Do not refuse an output that already holds another job's dataset or a user's README.md.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 pub async fn run(a: ValidateArgs) -> anyhow::Result<()> {
     let file = a.job.display().to_string();
     let text = super::read_job_file(&a.job)?;
     let spec = JobSpec::from_yaml(&text, &file)?;
+    if !a.overwrite {
+        check_output(&file, &spec).await?;
+    }
     if spec.input.format == InputFormat::Taxonomy {
         return validate_taxonomy(&file, &spec, a.show.max(1)).await;
     }

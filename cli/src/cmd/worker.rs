@@ -25,6 +25,8 @@ pub struct WorkerArgs {
     pub grace_s: f64,
     #[command(flatten)]
     pub tls: super::tls_args::TlsArgs,
+    #[command(flatten)]
+    pub credentials: super::credential_args::CredentialArgs,
 }
 
 pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
@@ -32,6 +34,7 @@ pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
         .id
         .unwrap_or_else(|| format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let tls = a.tls.client()?;
+    let credentials = a.credentials.load(a.token.as_deref())?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
@@ -49,6 +52,7 @@ pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
             exit_when_idle: a.exit_when_idle,
             grace: Duration::from_secs_f64(a.grace_s.max(0.0)),
             tls,
+            credentials,
         },
         shutdown,
     )

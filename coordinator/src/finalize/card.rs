@@ -287,7 +287,7 @@ pipeline:
   - {stage: generate, backend: m, template: "{{ text }}"}
   - {stage: dedup}
 backends:
-  m: {url: "http://user:hunter2@127.0.0.1:1/v1", model: x, api_key_env: MY_KEY}
+  m: {url: "http://user:hunter2@127.0.0.1:1/v1", model: x, credential: my_key}
 output: {path: /tmp/out}
 "#,
             "t",
@@ -329,7 +329,7 @@ output: {path: /tmp/out}
         assert!(card.contains("| `x` | 100 | 50 |"), "{card}");
         assert!(card.contains("| `email` | 3 |"), "{card}");
         assert!(
-            card.contains("MY_KEY") && !card.contains("hunter2"),
+            card.contains("credential: my_key") && !card.contains("hunter2"),
             "{card}"
         );
     }

@@ -50,6 +50,9 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         self.sched
             .register_worker(&r.worker_id, &r.address, r.slots)
             .await;
+        self.sched
+            .set_worker_credentials(&r.worker_id, r.credentials)
+            .await;
         Ok(Response::new(pb::RegisterResponse {
             heartbeat_interval_ms: self.sched.heartbeat_interval_ms,
         }))
@@ -193,7 +196,7 @@ impl pb::job_service_server::JobService for JobApi {
         let id = (!r.job_id.is_empty()).then_some(r.job_id);
         let v = self
             .sched
-            .submit(&r.job_spec_yaml, id)
+            .submit_guarded(&r.job_spec_yaml, id, r.overwrite)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SubmitResponse {

@@ -6,9 +6,11 @@
 //! over endpoints (least outstanding requests relative to each endpoint's limit), ejects an
 //! endpoint that keeps failing and probes it back in ([`endpoint`]), paces hosted APIs to their
 //! per-minute budgets ([`ratelimit`]), retries transient errors with jittered backoff honouring
-//! `Retry-After` ([`retry`]), and reports token usage. API keys are read from the
-//! environment or a file at construction and are never printed (`Debug` hides them).
+//! `Retry-After` ([`retry`]), and reports token usage. API keys come from the operator's named
+//! [`credentials`] (a job names one, never a variable or file) and are never printed (`Debug`
+//! hides them).
 
+pub mod credentials;
 pub mod endpoint;
 pub mod limiter;
 pub mod openai;
@@ -28,6 +30,7 @@ use ratelimit::RateLimits;
 use retry::Backoff;
 
 use crate::spec::backend::{BackendSpec, Concurrency};
+pub use credentials::{CredentialDef, Credentials};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -51,6 +54,12 @@ pub enum BackendError {
         backend: String,
         attempts: u32,
         last: String,
+    },
+    #[error("backend `{backend}`: prompt of about {estimated} tokens is over the cap of {cap} (`max_prompt_tokens`); not sent")]
+    PromptTooLarge {
+        backend: String,
+        estimated: u64,
+        cap: u64,
     },
     #[error(
         "backend `{backend}`: model `{model}` is not served by {endpoint} (it serves: {served})"
@@ -144,28 +153,38 @@ pub const AUTO_INITIAL_CONCURRENCY: usize = limiter::AUTO_MAX_LIMIT as usize;
 /// Ceiling of [`Backend::concurrency_limit`] for `auto` backends with many endpoints.
 const AUTO_MAX_QUEUED: usize = 4096;
 
-fn read_key(name: &str, spec: &BackendSpec) -> Result<Option<Secret>, BackendError> {
-    let err = |message: String| BackendError::Key {
-        backend: name.to_string(),
-        message,
+fn read_key(
+    name: &str,
+    spec: &BackendSpec,
+    credentials: &Credentials,
+) -> Result<Option<Secret>, BackendError> {
+    let Some(credential) = &spec.credential else {
+        return Ok(None);
     };
-    if let Some(var) = &spec.api_key_env {
-        return match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_string()))),
-            _ => Err(err(format!("environment variable `{var}` is not set"))),
-        };
-    }
-    if let Some(file) = &spec.api_key_file {
-        return std::fs::read_to_string(file)
-            .map(|v| Some(Secret(v.trim().to_string())))
-            .map_err(|e| err(format!("cannot read `{file}`: {e}")));
-    }
-    Ok(None)
+    credentials
+        .key_for(credential, &spec.endpoints())
+        .map(Some)
+        .map_err(|message| BackendError::Key {
+            backend: name.to_string(),
+            message,
+        })
 }
 
 impl Backend {
+    /// A backend that sends no API key; one naming a `credential` is refused (see
+    /// [`Backend::with_credentials`]).
     pub fn new(name: &str, spec: &BackendSpec) -> Result<Backend, BackendError> {
-        let key = read_key(name, spec)?;
+        Self::with_credentials(name, spec, &Credentials::default())
+    }
+
+    /// A backend whose `credential` (if any) is looked up among the operator's `credentials`;
+    /// refused when it is not configured or may not be sent to one of the endpoints.
+    pub fn with_credentials(
+        name: &str,
+        spec: &BackendSpec,
+        credentials: &Credentials,
+    ) -> Result<Backend, BackendError> {
+        let key = read_key(name, spec, credentials)?;
         let fixed = match spec.max_concurrency {
             Concurrency::Fixed(n) => Some(n.max(1)),
             Concurrency::Auto(_) => None,
@@ -325,8 +344,21 @@ impl Backend {
 
     /// Sends one request, retrying transient failures (on another endpoint when there is one)
     /// with jittered exponential backoff that honours `Retry-After`. Each attempt holds an
-    /// endpoint slot only while it is on the wire, never during the backoff sleep.
+    /// endpoint slot only while it is on the wire, never during the backoff sleep. A prompt over
+    /// the backend's `max_prompt_tokens` is refused without a request (the stage records a
+    /// failure row with this reason).
     pub async fn generate(&self, req: &GenRequest) -> Result<GenResponse, BackendError> {
+        let prompt_tokens = request::estimate_prompt_tokens(req);
+        if prompt_tokens > self.spec.prompt_token_cap() {
+            self.counters
+                .requests_failed
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(BackendError::PromptTooLarge {
+                backend: self.name.clone(),
+                estimated: prompt_tokens,
+                cap: self.spec.prompt_token_cap(),
+            });
+        }
         let est_tokens = if self.limits.is_unlimited() {
             0
         } else {

@@ -20,19 +20,25 @@ pub(super) struct Failure {
     pub outcome: Outcome,
 }
 
-/// Tokens a request may consume, for tokens-per-minute budgets: prompt bytes / 4 (the usual
-/// rule of thumb for English BPE) plus `max_tokens` for every sample.
-pub(super) fn estimate_tokens(req: &GenRequest, spec: &BackendSpec) -> u64 {
+/// The prompt's size in tokens, estimated as bytes / 4 (the usual rule of thumb for English
+/// BPE), each chat message counting a few bytes of framing.
+pub(super) fn estimate_prompt_tokens(req: &GenRequest) -> u64 {
     let prompt_bytes: usize = match &req.prompt {
         Some(p) => p.len(),
         None => req.messages.iter().map(|m| m.content.len() + 4).sum(),
     };
+    prompt_bytes as u64 / 4
+}
+
+/// Tokens a request may consume, for tokens-per-minute budgets: the estimated prompt plus
+/// `max_tokens` for every sample.
+pub(super) fn estimate_tokens(req: &GenRequest, spec: &BackendSpec) -> u64 {
     let max_tokens = req
         .max_tokens
         .or(spec.max_tokens)
         .map(u64::from)
         .unwrap_or(DEFAULT_MAX_TOKENS_ESTIMATE);
-    prompt_bytes as u64 / 4 + max_tokens * u64::from(req.n.unwrap_or(1).max(1))
+    estimate_prompt_tokens(req) + max_tokens * u64::from(req.n.unwrap_or(1).max(1))
 }
 
 impl Backend {

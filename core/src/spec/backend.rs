@@ -46,11 +46,15 @@ pub struct BackendSpec {
     pub model: String,
     #[serde(default)]
     pub api: BackendApi,
-    /// Name of the environment variable holding the API key (never the key itself).
-    #[serde(default)]
+    /// Name of a credential the operator configured on the workers (`--credential NAME=...`);
+    /// the job never says where a key lives, so it cannot point a worker's secrets at its URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// Refused at validation (see [`BackendSpec::credential`]); parsed only to say so clearly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
-    /// Path of a file holding the API key (Kubernetes secrets mount as files).
-    #[serde(default)]
+    /// Refused at validation, like `api_key_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_file: Option<String>,
     #[serde(default)]
     pub max_concurrency: Concurrency,
@@ -69,7 +73,15 @@ pub struct BackendSpec {
     pub top_p: Option<f32>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Largest prompt sent, in estimated tokens (bytes / 4); a row whose prompt is larger becomes
+    /// a failure row instead of a request. Default [`DEFAULT_MAX_PROMPT_TOKENS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompt_tokens: Option<u64>,
 }
+
+/// The prompt cap when a backend sets none: large enough for long-context models, small
+/// enough that one oversized seed row cannot become a multi-megabyte request.
+pub const DEFAULT_MAX_PROMPT_TOKENS: u64 = 128_000;
 
 fn default_timeout_s() -> f64 {
     120.0
@@ -80,6 +92,11 @@ fn default_max_attempts() -> u32 {
 }
 
 impl BackendSpec {
+    /// The prompt cap in force (estimated tokens).
+    pub fn prompt_token_cap(&self) -> u64 {
+        self.max_prompt_tokens.unwrap_or(DEFAULT_MAX_PROMPT_TOKENS)
+    }
+
     /// All endpoint base URLs, `url` first.
     pub fn endpoints(&self) -> Vec<String> {
         let mut all: Vec<String> = self.url.iter().cloned().collect();

@@ -1,7 +1,8 @@
 //! The job spec: one YAML file that says what to read, how to generate, where to write.
 //!
 //! The spec travels from the user to the coordinator to every worker, so it holds no secrets:
-//! backends name the environment variable or file that holds their API key, never the key.
+//! a backend names a credential the operator configured on the workers, never a key, an
+//! environment variable or a file.
 //!
 //! Layering: the sections `input`, `backends`, `output` are plain data in this folder's
 //! submodules (the readers and clients depend on them alone); each pipeline entry is the
@@ -10,6 +11,7 @@
 
 pub mod backend;
 pub mod input;
+pub mod limits;
 pub mod output;
 
 pub use crate::stages::StageSpec;
@@ -84,11 +86,17 @@ pub enum SpecError {
 impl JobSpec {
     /// Parse and validate; `file` is only used to name the source in errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<JobSpec, SpecError> {
-        let spec = parse_strict_or_stored(text).map_err(|e| SpecError::Parse {
+        limits::check_yaml_shape(text).map_err(|message| SpecError::Parse {
+            file: file.to_string(),
+            message,
+        })?;
+        let mut spec = parse_strict_or_stored(text).map_err(|e| SpecError::Parse {
             file: file.to_string(),
             message: e.to_string(),
         })?;
         spec.validate(file)?;
+        spec.output.path = limits::normalise_output_path(&spec.output.path)
+            .expect("validate checked the output path");
         Ok(spec)
     }
 
@@ -119,6 +127,18 @@ impl JobSpec {
                 "needs at least one stage".into(),
             ));
         }
+        if self.pipeline.len() > limits::MAX_STAGES {
+            return Err(invalid(
+                "pipeline".into(),
+                format!(
+                    "has {} stages; at most {} are accepted",
+                    self.pipeline.len(),
+                    limits::MAX_STAGES
+                ),
+            ));
+        }
+        limits::normalise_output_path(&self.output.path)
+            .map_err(|message| invalid("output.path".into(), message))?;
         for (name, backend) in &self.backends {
             let field = format!("backends.{name}");
             if backend.endpoints().is_empty() {
@@ -133,6 +153,26 @@ impl JobSpec {
                 return Err(invalid(
                     format!("{field}.max_concurrency"),
                     "must be at least 1 or `auto`".into(),
+                ));
+            }
+            for (key, value) in [
+                ("api_key_env", &backend.api_key_env),
+                ("api_key_file", &backend.api_key_file),
+            ] {
+                if value.is_some() {
+                    return Err(invalid(
+                        format!("{field}.{key}"),
+                        "a job cannot name environment variables or files on the workers; \
+                         use `credential: NAME`, a credential the operator configured with \
+                         `--credential NAME=env:VAR` on the workers (or `synthforge run`)"
+                            .into(),
+                    ));
+                }
+            }
+            if backend.max_prompt_tokens == Some(0) {
+                return Err(invalid(
+                    format!("{field}.max_prompt_tokens"),
+                    "must be at least 1".into(),
                 ));
             }
             if backend.max_attempts == 0 {
@@ -492,5 +532,61 @@ output: {path: /tmp/out}
             e.contains("unknown field `backend`") && e.contains("line"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn work_is_bounded_with_errors_naming_the_field() {
+        let many = with_stages(&"  - {stage: filter, min_words: 1}\n".repeat(40));
+        let e = JobSpec::from_yaml(&many, "job.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("field `pipeline`") && e.contains("at most 32"),
+            "{e}"
+        );
+        for stage in [
+            "{stage: evolve, backend: m, rounds: 11}",
+            "{stage: revise, backend: m, rounds: 1000}",
+        ] {
+            let e = stage_error(stage);
+            assert!(
+                e.contains("pipeline[0].rounds") && e.contains("at most 10"),
+                "{e}"
+            );
+        }
+        let climbing = GOOD.replace("path: /tmp/out", "path: /tmp/out/../../etc");
+        let e = JobSpec::from_yaml(&climbing, "job.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("output.path") && e.contains(".."), "{e}");
+        let tidy = GOOD.replace("path: /tmp/out", "path: /tmp//out/./");
+        assert_eq!(
+            JobSpec::from_yaml(&tidy, "job.yaml").unwrap().output.path,
+            "/tmp/out"
+        );
+        let deep = format!("{GOOD}extra: {}", "[".repeat(100_000));
+        let e = JobSpec::from_yaml(&deep, "job.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("job.yaml") && e.contains("nests"), "{e}");
+    }
+
+    #[test]
+    fn backends_name_credentials_not_variables_or_files() {
+        for key in ["api_key_env: SYNTHFORGE_TOKEN", "api_key_file: /etc/passwd"] {
+            let bad = GOOD.replace("model: x,", &format!("model: x, {key},"));
+            let e = JobSpec::from_yaml(&bad, "job.yaml")
+                .unwrap_err()
+                .to_string();
+            let field = key.split(':').next().unwrap();
+            assert!(
+                e.contains(&format!("backends.m.{field}")) && e.contains("credential: NAME"),
+                "{e}"
+            );
+        }
+        let good = GOOD.replace("model: x,", "model: x, credential: openai,");
+        let s = JobSpec::from_yaml(&good, "job.yaml").unwrap();
+        assert_eq!(s.backends["m"].credential.as_deref(), Some("openai"));
+        assert!(!s.to_yaml().contains("api_key"));
     }
 }

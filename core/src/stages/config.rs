@@ -122,6 +122,20 @@ pub fn check_template(field: &str, source: Option<&str>) -> Result<(), ConfigErr
     }
 }
 
+/// Most rounds of one iterating stage (`evolve`, `revise`): each round is a model call per row.
+pub const MAX_ROUNDS: u32 = 10;
+
+/// Bounds an iterating stage's `rounds`: each round is another model call per row.
+pub fn check_rounds(rounds: Option<u32>) -> Result<(), ConfigError> {
+    match rounds {
+        Some(n) if n > MAX_ROUNDS => Err(ConfigError::new(
+            "rounds",
+            format!("{n} rounds; at most {MAX_ROUNDS} are accepted"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// One stage kind's configuration. The registry (`super::registry`) maps each `stage:` name to
 /// its implementation.
 pub trait StageConfig {

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::config::{check_template, CheckScope, ConfigError, StageColumns, StageConfig};
+use super::config::{check_rounds, check_template, CheckScope, ConfigError, StageColumns, StageConfig};
 use super::evolve_ops::{self, OPERATORS};
 use super::model_call::{model_call_config, ModelCall};
 use super::textutil::{find_phrase, REFUSAL_PHRASES};
@@ -106,6 +106,7 @@ impl StageConfig for EvolveConfig {
             scope.backend("answer_backend", b)?;
         }
         check_template("template", self.template.as_deref())?;
+        check_rounds(self.rounds)?;
         self.operators().map(|_| ())
     }
 

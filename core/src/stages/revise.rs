@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::config::{check_template, CheckScope, ConfigError, StageColumns, StageConfig};
+use super::config::{check_rounds, check_template, CheckScope, ConfigError, StageColumns, StageConfig};
 use super::model_call::{model_call_config, ModelCall};
 use super::{llm, Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::{Backend, GenResponse};
@@ -74,7 +74,7 @@ impl StageConfig for ReviseConfig {
         if self.rounds == Some(0) {
             return Err(ConfigError::new("rounds", "must be at least 1"));
         }
-        Ok(())
+        check_rounds(self.rounds)
     }
 
     fn columns(&self) -> StageColumns {

@@ -22,6 +22,7 @@ use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::control::{fingerprint, planner};
 use crate::model::{InputObject, JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
+mod admission;
 mod finish;
 mod lease;
 mod outcome;
@@ -222,6 +223,7 @@ impl Scheduler {
         if let Some(view) = existing {
             return Self::resume(view, &input_now);
         }
+        self.check_credentials(&spec).await?;
         let started = std::time::Instant::now();
         let plan = planner::plan(&spec).await?;
         tracing::info!(job = %id, tasks = plan.tasks.len(), rows = plan.rows, ms = started.elapsed().as_millis() as u64, "planned");

@@ -34,6 +34,8 @@ pub struct WorkerInfo {
     pub task_rows_done: u64,
     pub rows_done_total: u64,
     pub tasks_done: u64,
+    /// Names of the credentials the worker's operator configured (values never leave it).
+    pub credentials: std::collections::BTreeSet<String>,
 }
 
 /// A job's live view: record, task counts and summed stats.
