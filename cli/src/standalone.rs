@@ -14,6 +14,7 @@ use std::time::Duration;
 use synthforge_coordinator::control::scheduler::{Finalizer, Scheduler};
 use synthforge_coordinator::control::store::embedded::EmbeddedStore;
 use synthforge_coordinator::control::store::TaskStore;
+use synthforge_coordinator::control::task_machine::Backoff;
 use synthforge_coordinator::entry::RunError;
 use synthforge_coordinator::finalize::manifest::manifest_finalizer;
 use synthforge_coordinator::server::ServeError;
@@ -37,6 +38,8 @@ pub struct StandaloneConfig {
     pub http_addr: Option<SocketAddr>,
     /// The operator's named API keys, given to every worker.
     pub credentials: std::sync::Arc<synthforge_core::backend::Credentials>,
+    /// How long a failed or expired task waits before its next lease (the coordinator's).
+    pub retry_backoff: Backoff,
 }
 
 impl Default for StandaloneConfig {
@@ -48,6 +51,7 @@ impl Default for StandaloneConfig {
             grace: Duration::from_secs(10),
             http_addr: None,
             credentials: Default::default(),
+            retry_backoff: Backoff::DEFAULT,
         }
     }
 }
@@ -116,6 +120,7 @@ impl Standalone {
                 shutdown_when_idle: false,
                 tls: None,
                 security: Default::default(),
+                retry_backoff: config.retry_backoff,
             },
             store,
             finalizer,

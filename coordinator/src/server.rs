@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::control::ha::{gate_interceptor, Leadership};
 use crate::control::scheduler::{Finalizer, Scheduler};
 use crate::control::store::TaskStore;
+use crate::control::task_machine::Backoff;
 use crate::serve::auth::{Auth, AuthConfigError, AuthTokens};
 use crate::serve::exposure::{self, ExposedWithoutToken, Exposure};
 use crate::serve::grpc::{JobApi, WorkerApi};
@@ -42,6 +43,9 @@ pub struct CoordinatorConfig {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Role tokens, exposure and HTTPS (see [`SecurityConfig`]).
     pub security: SecurityConfig,
+    /// How long a failed or expired task waits before its next lease
+    /// ([`Backoff::DEFAULT`] in production; [`Backoff::NONE`] where tests are not about it).
+    pub retry_backoff: Backoff,
 }
 
 /// What guards a coordinator beyond its admin token.
@@ -141,7 +145,7 @@ impl Coordinator {
         }
         // Stopping (or dropping) this coordinator must not cancel the caller's token.
         let stop = stop.child_token();
-        let sched = Scheduler::new(store, finalizer);
+        let sched = Scheduler::with_retry_backoff(store, finalizer, config.retry_backoff);
         if gate.is_none() {
             sched.recover().await?;
         }
@@ -359,6 +363,7 @@ mod tests {
             shutdown_when_idle: false,
             tls: None,
             security: SecurityConfig::default(),
+            retry_backoff: Backoff::NONE,
         };
         let refused = Coordinator::start(
             config.clone(),
@@ -391,6 +396,7 @@ mod tests {
             shutdown_when_idle: false,
             tls: None,
             security: SecurityConfig::default(),
+            retry_backoff: Backoff::NONE,
         };
         let c = Coordinator::start(config, store, noop_finalizer(), stop.clone())
             .await

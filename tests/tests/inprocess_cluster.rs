@@ -13,6 +13,7 @@ use synthforge::standalone::{Standalone, StandaloneConfig};
 use synthforge_coordinator::control::scheduler::JobView;
 use synthforge_coordinator::control::store::embedded::EmbeddedStore;
 use synthforge_coordinator::control::store::TaskStore;
+use synthforge_coordinator::control::task_machine::Backoff;
 use synthforge_coordinator::finalize::manifest::manifest_finalizer;
 use synthforge_coordinator::model::{JobState, TaskRecord, TaskState};
 use synthforge_mock_backend::MockArgs;
@@ -77,6 +78,8 @@ async fn cluster(
         grace,
         http_addr: None,
         credentials: Default::default(),
+        // The scenarios are about leases and fencing, not the retry delay (unit-tested).
+        retry_backoff: Backoff::NONE,
     };
     let c = Standalone::start(
         config,

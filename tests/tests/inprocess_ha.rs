@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use synthforge_coordinator::control::task_machine::Backoff;
 use synthforge_coordinator::entry::{Replica, ReplicaConfig};
 use synthforge_coordinator::finalize::manifest::manifest_finalizer;
 use synthforge_coordinator::CoordinatorConfig;
@@ -23,6 +24,7 @@ async fn replica(etcd: &Etcd, stop: &CancellationToken) -> Replica {
         shutdown_when_idle: false,
         tls: None,
         security: Default::default(),
+        retry_backoff: Backoff::DEFAULT,
     };
     let cfg = ReplicaConfig {
         etcd: vec![etcd.url()],

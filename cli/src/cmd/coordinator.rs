@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use synthforge_coordinator::control::task_machine::Backoff;
 use synthforge_coordinator::entry::ReplicaConfig;
 use synthforge_coordinator::{CoordinatorConfig, SecurityConfig, ServiceConfig, StateConfig};
 
@@ -86,6 +87,7 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<()> {
             insecure: a.insecure,
             http_tls: a.tls.http_server()?,
         },
+        retry_backoff: Backoff::DEFAULT,
     };
     let state = if a.etcd.is_empty() {
         StateConfig::Embedded(a.state_dir)
