@@ -4,6 +4,7 @@ pub mod coordinator;
 pub mod credential_args;
 pub mod inspect;
 pub mod mock;
+pub mod progress;
 pub mod run;
 pub mod status;
 pub mod submit;
@@ -29,7 +30,7 @@ pub async fn shutdown_signal() -> anyhow::Result<()> {
 
 /// The job API client, with the bearer token attached to each request by [`authed`].
 pub async fn job_client(url: &str) -> anyhow::Result<JobServiceClient<Channel>> {
-    job_client_tls(url, &tls_args::TlsArgs::default()).await
+    job_client_tls(url, &tls_args::ClientTlsArgs::default()).await
 }
 
 /// [`job_client`] over TLS when `tls` has client TLS flags (`--tls-ca`, ...). `url` may list
@@ -38,7 +39,7 @@ pub async fn job_client(url: &str) -> anyhow::Result<JobServiceClient<Channel>> 
 /// With one address a standby's answer (which names the leader) is returned at once.
 pub async fn job_client_tls(
     url: &str,
-    tls: &tls_args::TlsArgs,
+    tls: &tls_args::ClientTlsArgs,
 ) -> anyhow::Result<JobServiceClient<Channel>> {
     let urls: Vec<&str> = url
         .split(',')
@@ -71,7 +72,7 @@ pub async fn job_client_tls(
 
 async fn connect_one(
     url: &str,
-    tls: &tls_args::TlsArgs,
+    tls: &tls_args::ClientTlsArgs,
 ) -> anyhow::Result<JobServiceClient<Channel>> {
     let tls_config = tls.client()?;
     let with_tls = tls_config.is_some();

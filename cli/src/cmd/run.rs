@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use super::progress::{Progress, Snapshot};
 use synthforge::standalone::{Standalone, StandaloneConfig};
 use synthforge_coordinator::control::scheduler::{job_id_for, JobView};
 use synthforge_coordinator::model::JobState;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// The job file (YAML).
     pub job: PathBuf,
     /// Workers in this process (each runs up to 2 tasks at once).
     #[arg(long, default_value_t = 2)]
@@ -35,9 +36,13 @@ pub struct RunArgs {
     /// Write even where the output already holds another job's dataset or a user's README.md.
     #[arg(long)]
     pub overwrite: bool,
+    /// Show no progress (neither the bar on a terminal nor the progress lines otherwise).
     #[arg(long)]
     pub no_progress: bool,
-    /// Log at info level (default: warnings only, with a progress bar).
+    /// Seconds between progress lines when stderr is not a terminal (CI logs, Kubernetes).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub progress_every: f64,
+    /// Log at info level (default: warnings only, with progress).
     #[arg(long, short)]
     pub verbose: bool,
     #[command(flatten)]
@@ -93,7 +98,8 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
             interrupt.cancel();
         })
     };
-    let view = watch_job(&cluster, &job_id, !a.no_progress, &interrupt).await;
+    let progress = Progress::new(!a.no_progress, a.progress_every);
+    let view = watch_job(&cluster, &job_id, progress, &interrupt).await;
     for w in cluster.shutdown().await {
         if let Err(e) = w.result {
             tracing::warn!(worker = %w.id, "{e}");
@@ -143,25 +149,11 @@ fn check_credentials_known(
 async fn watch_job(
     cluster: &Standalone,
     job_id: &str,
-    progress: bool,
+    mut progress: Progress,
     stop: &CancellationToken,
 ) -> Option<JobView> {
     let (sched, telemetry) = (cluster.scheduler(), cluster.telemetry());
     let started = Instant::now();
-    let bar = if progress {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} rows  {msg}  ETA {eta}",
-            )
-            .expect("valid template"),
-        );
-        b.enable_steady_tick(Duration::from_millis(200));
-        Some(b)
-    } else {
-        None
-    };
-    let mut last_log = Instant::now();
     loop {
         let view = sched.job(job_id).await?;
         let done = view.stats.rows_in + view.rows_in_flight;
@@ -177,28 +169,20 @@ async fn watch_job(
                 view.stats.completion_tokens as f64 / secs,
             )
         };
-        let msg = format!(
-            "{rows_s:.0} rows/s  {tok_s:.0} tok/s  {} failed",
-            view.stats.rows_failed
-        );
-        if let Some(b) = &bar {
-            b.set_length(view.record.rows_total);
-            b.set_position(done.min(view.record.rows_total));
-            b.set_message(msg);
-        } else if last_log.elapsed() > Duration::from_secs(5) {
-            tracing::warn!(job = job_id, done, total = view.record.rows_total, "{msg}");
-            last_log = Instant::now();
-        }
+        let snap = Snapshot {
+            done,
+            total: view.record.rows_total,
+            failed: view.stats.rows_failed,
+            rows_per_s: rows_s,
+            tokens_per_s: tok_s,
+        };
         if view.record.state.is_terminal() {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
+            progress.finish(&snap);
             return Some(view);
         }
+        progress.update(&snap);
         if stop.is_cancelled() {
-            if let Some(b) = &bar {
-                b.abandon();
-            }
+            progress.abandon();
             return None;
         }
         sched.wait_change(Duration::from_millis(250)).await;

@@ -9,7 +9,9 @@ use synthforge_proto as pb;
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
+    /// Show only this job (default: every job).
     pub job_id: Option<String>,
+    /// Coordinator gRPC URL(s) (comma-separated for several replicas).
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     pub coordinator: String,
     /// The coordinator's HTTP address (its `--http-addr`, e.g. http://127.0.0.1:8080): adds
@@ -23,19 +25,21 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub auth: super::token_args::ClientToken,
     #[command(flatten)]
-    pub tls: super::tls_args::TlsArgs,
+    pub tls: super::tls_args::ClientTlsArgs,
 }
 
 #[derive(clap::Args)]
 pub struct CancelArgs {
+    /// The job to cancel.
     pub job_id: String,
+    /// Coordinator gRPC URL(s) (comma-separated for several replicas).
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     pub coordinator: String,
     /// The admin token, when the coordinator requires one.
     #[command(flatten)]
     pub auth: super::token_args::ClientToken,
     #[command(flatten)]
-    pub tls: super::tls_args::TlsArgs,
+    pub tls: super::tls_args::ClientTlsArgs,
 }
 
 fn to_json(s: &pb::JobStatus) -> serde_json::Value {
@@ -78,8 +82,9 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    let w = id_width(jobs.iter().map(|j| j.job_id.as_str()));
     println!(
-        "{:<32} {:<10} {:>7} {:>13} {:>10} {:>9} {:>9} {:>12}",
+        "{:<w$} {:<10} {:>7} {:>13} {:>10} {:>9} {:>9} {:>12}",
         "JOB", "STATE", "DONE", "TASKS", "ROWS OUT", "FAILED", "REMOVED", "TOKENS OUT"
     );
     for j in &jobs {
@@ -90,7 +95,7 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
             100.0 * st.rows_in as f64 / j.rows_total as f64
         };
         println!(
-            "{:<32} {:<10} {:>6.1}% {:>13} {:>10} {:>9} {:>9} {:>12}",
+            "{:<w$} {:<10} {:>6.1}% {:>13} {:>10} {:>9} {:>9} {:>12}",
             j.job_id,
             j.state,
             pct,
@@ -184,17 +189,14 @@ fn int(v: &Value) -> u64 {
 }
 
 fn eta(v: &Value) -> String {
-    match v.as_f64() {
-        None => "-".into(),
-        Some(s) => {
-            let s = s.round() as u64;
-            match (s / 3600, (s % 3600) / 60, s % 60) {
-                (0, 0, sec) => format!("{sec}s"),
-                (0, m, sec) => format!("{m}m{sec:02}s"),
-                (h, m, _) => format!("{h}h{m:02}m"),
-            }
-        }
-    }
+    v.as_f64()
+        .map(super::progress::duration)
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The JOB column fits the longest id (at least 32 wide), so long ids keep the table aligned.
+fn id_width<'a>(ids: impl Iterator<Item = &'a str>) -> usize {
+    ids.map(|id| id.chars().count()).max().unwrap_or(0).max(32)
 }
 
 async fn run_http(a: &StatusArgs, base: &str) -> anyhow::Result<()> {
@@ -213,15 +215,19 @@ async fn run_http(a: &StatusArgs, base: &str) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    let w = id_width(
+        jobs.iter()
+            .map(|j| j["record"]["id"].as_str().unwrap_or("")),
+    );
     println!(
-        "{:<32} {:<10} {:>7} {:>15} {:>9} {:>10} {:>8} {:>8} {:>9}",
+        "{:<w$} {:<10} {:>7} {:>15} {:>9} {:>10} {:>8} {:>8} {:>9}",
         "JOB", "STATE", "DONE", "ROWS", "TASKS", "ROWS OUT", "ROWS/S", "TOK/S", "ETA"
     );
     for j in &jobs {
         let r = &j["record"];
         let st = &j["stats"];
         println!(
-            "{:<32} {:<10} {:>6.1}% {:>15} {:>9} {:>10} {:>8.1} {:>8.1} {:>9}",
+            "{:<w$} {:<10} {:>6.1}% {:>15} {:>9} {:>10} {:>8.1} {:>8.1} {:>9}",
             r["id"].as_str().unwrap_or(""),
             r["state"].as_str().unwrap_or(""),
             num(&j["progress"]) * 100.0,
@@ -323,4 +329,18 @@ pub async fn cancel(a: CancelArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_column_fits_the_longest_id() {
+        assert_eq!(id_width(["a", "b"].into_iter()), 32);
+        let long = "quickstart-0123456789abcdef-1764590000000";
+        assert_eq!(id_width(["a", long].into_iter()), long.len());
+        assert_eq!(eta(&serde_json::json!(95.0)), "1m35s");
+        assert_eq!(eta(&Value::Null), "-");
+    }
 }

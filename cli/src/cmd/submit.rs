@@ -1,14 +1,18 @@
 //! `synthforge submit`: send a job to a coordinator, optionally wait for it.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::progress::{Progress, Snapshot};
 
 use synthforge_core::spec::JobSpec;
 use synthforge_proto as pb;
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
+    /// The job file (YAML).
     pub job: PathBuf,
+    /// Coordinator gRPC URL(s) (comma-separated for several replicas).
     #[arg(long, default_value = "http://127.0.0.1:7070")]
     pub coordinator: String,
     /// The admin token, when the coordinator requires one.
@@ -20,11 +24,14 @@ pub struct SubmitArgs {
     /// Wait until the job ends; exit non-zero unless it succeeded.
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: seconds between progress lines (rows done, rows/s, ETA, failed).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub progress_every: f64,
     /// Write even where the output holds another job's dataset or a README.md not written by us.
     #[arg(long)]
     pub overwrite: bool,
     #[command(flatten)]
-    pub tls: super::tls_args::TlsArgs,
+    pub tls: super::tls_args::ClientTlsArgs,
 }
 
 pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
@@ -49,6 +56,9 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
     if !a.wait {
         return Ok(());
     }
+    let mut progress = Progress::new(true, a.progress_every);
+    let started = Instant::now();
+    let mut first_done = None;
     loop {
         let st = client
             .get(super::authed(
@@ -59,16 +69,32 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
             ))
             .await?
             .into_inner();
+        let stats = st.stats.clone().unwrap_or_default();
+        // Rates since waiting began (a resubmitted job may start with rows already done).
+        let first = *first_done.get_or_insert((stats.rows_in, stats.completion_tokens));
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let snap = Snapshot {
+            done: stats.rows_in,
+            total: st.rows_total,
+            failed: stats.rows_failed,
+            rows_per_s: stats.rows_in.saturating_sub(first.0) as f64 / secs,
+            tokens_per_s: stats.completion_tokens.saturating_sub(first.1) as f64 / secs,
+        };
         match st.state.as_str() {
             "succeeded" => {
+                progress.finish(&snap);
                 println!("state: succeeded");
                 println!("output: {}", st.output);
                 return Ok(());
             }
             "failed" | "cancelled" => {
+                progress.finish(&snap);
                 anyhow::bail!("job {} {}: {}", st.job_id, st.state, st.error)
             }
-            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+            _ => {
+                progress.update(&snap);
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
         }
     }
 }

@@ -14,18 +14,19 @@ use anyhow::Context;
 use synthforge_coordinator::serve::tls::{HttpTlsConfig, ServerTlsFiles};
 use synthforge_worker::tls::ClientTlsFiles;
 
+/// The coordinator's TLS flags.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TlsArgs {
-    /// PEM certificate: the coordinator's own, or a client's for mutual TLS.
+    /// PEM certificate of the coordinator (gRPC and HTTPS).
     #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
-    /// Clients: CA that signed the coordinator's certificate (turns TLS on).
-    #[arg(long, value_name = "PEM")]
+    /// A client flag, refused here with an explanation.
+    #[arg(long, value_name = "PEM", hide = true)]
     pub tls_ca: Option<PathBuf>,
-    /// Coordinator: require client certificates signed by this CA (mutual TLS).
+    /// Require client certificates signed by this CA (mutual TLS).
     #[arg(long, value_name = "PEM")]
     pub tls_client_ca: Option<PathBuf>,
 }
@@ -65,15 +66,25 @@ impl TlsArgs {
         };
         Ok(Some(files.load_http().context("coordinator HTTPS")?))
     }
+}
 
+/// The TLS flags of a coordinator's clients (worker, submit, status, cancel).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClientTlsArgs {
+    /// CA that signed the coordinator's certificate (turns TLS on).
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// This client's PEM certificate, for a coordinator that requires one (mutual TLS).
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
     /// A client's TLS configuration; `None` when no TLS flag is given.
     pub fn client(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
-        if self.tls_client_ca.is_some() {
-            anyhow::bail!(
-                "--tls-client-ca is a coordinator flag; clients take --tls-ca and optionally \
-                 --tls-cert with --tls-key"
-            );
-        }
         let Some(ca) = &self.tls_ca else {
             if self.tls_cert.is_some() || self.tls_key.is_some() {
                 anyhow::bail!(

@@ -22,6 +22,7 @@ async fn check_output(file: &str, spec: &JobSpec) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
+    /// The job file (YAML).
     pub job: PathBuf,
     /// How many rendered prompts to print.
     #[arg(long, default_value_t = 3)]

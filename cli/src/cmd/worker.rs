@@ -10,21 +10,20 @@ pub struct WorkerArgs {
     /// Coordinator gRPC URL(s), e.g. http://coordinator:7070 (comma-separated for several).
     #[arg(long, required = true)]
     pub coordinator: Vec<String>,
+    /// This worker's name on the dashboard and in leases (default: worker-<random>).
     #[arg(long)]
     pub id: Option<String>,
+    /// Worker (or admin) bearer token, when the coordinator requires one.
     #[arg(long, env = "SYNTHFORGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Tasks run at once (2 keeps backends busy across task boundaries).
     #[arg(long, default_value_t = 2)]
     pub parallel_tasks: usize,
-    /// Exit when the coordinator has no work left.
-    #[arg(long)]
-    pub exit_when_idle: bool,
     /// Seconds to finish running tasks after SIGTERM before handing them back.
     #[arg(long, default_value_t = 30.0)]
     pub grace_s: f64,
     #[command(flatten)]
-    pub tls: super::tls_args::TlsArgs,
+    pub tls: super::tls_args::ClientTlsArgs,
     #[command(flatten)]
     pub credentials: super::credential_args::CredentialArgs,
 }
@@ -49,7 +48,7 @@ pub async fn run(a: WorkerArgs) -> anyhow::Result<()> {
             coordinators: a.coordinator,
             token: a.token,
             parallel_tasks: a.parallel_tasks,
-            exit_when_idle: a.exit_when_idle,
+            exit_when_idle: false,
             grace: Duration::from_secs_f64(a.grace_s.max(0.0)),
             tls,
             credentials,
