@@ -7,6 +7,7 @@ pub mod input;
 pub mod manifest;
 pub mod minhash;
 pub mod output_guard;
+pub mod pem;
 pub mod record;
 pub mod redact;
 pub mod sink;

@@ -14,19 +14,8 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 /// Why the TLS material could not be loaded or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// (The I/O error is a plain field, not a `source`, so it is printed once.)
-    #[error("cannot read {what} {path}: {error}")]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("{what} {path} is not PEM (expected a `-----BEGIN {expected}` block)")]
-    NotPem {
-        what: &'static str,
-        path: PathBuf,
-        expected: &'static str,
-    },
+    #[error(transparent)]
+    Pem(#[from] synthforge_core::pem::PemError),
     #[error("--tls-cert and --tls-key go together (got only {0})")]
     HalfIdentity(&'static str),
     #[error("TLS for {url}: {message}")]
@@ -86,26 +75,13 @@ pub fn endpoint(url: &str, tls: Option<ClientTlsConfig>) -> Result<Endpoint, Tls
     }
 }
 
-/// Reads a PEM file, checking it holds a `-----BEGIN <expected>` block (any block when empty).
+/// Reads a PEM file (see [`synthforge_core::pem::read_pem`]).
 pub fn read_pem(
     what: &'static str,
     path: &Path,
     expected: &'static str,
 ) -> Result<Vec<u8>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|error| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let marker = format!("-----BEGIN {expected}");
-    if !String::from_utf8_lossy(&bytes).contains(&marker) {
-        return Err(TlsError::NotPem {
-            what,
-            path: path.to_path_buf(),
-            expected: if expected.is_empty() { "..." } else { expected },
-        });
-    }
-    Ok(bytes)
+    Ok(synthforge_core::pem::read_pem(what, path, expected)?)
 }
 
 #[cfg(test)]
