@@ -55,6 +55,16 @@ pub struct MockArgs {
     #[arg(long = "rate-hang", default_value_t = 0.0)]
     pub rate_hang: f64,
 
+    /// Probability of answering 200 with an empty `choices` list (a server bug
+    /// clients must not turn into a silently dropped row).
+    #[arg(long = "rate-empty-choices", default_value_t = 0.0)]
+    pub rate_empty_choices: f64,
+
+    /// Probability of answering 200 with one choice fewer than the request's
+    /// `n` (none for `n` = 1), usage counting only the choices sent.
+    #[arg(long = "rate-short-n", default_value_t = 0.0)]
+    pub rate_short_n: f64,
+
     /// Value of the `Retry-After` header on injected 429s, in seconds.
     #[arg(long = "retry-after-s", default_value_t = 1)]
     pub retry_after_s: u64,
@@ -103,6 +113,8 @@ impl MockArgs {
             ("--rate-429", self.rate_429),
             ("--rate-500", self.rate_500),
             ("--rate-hang", self.rate_hang),
+            ("--rate-empty-choices", self.rate_empty_choices),
+            ("--rate-short-n", self.rate_short_n),
         ];
         for (name, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
@@ -111,10 +123,15 @@ impl MockArgs {
                 )));
             }
         }
-        let sum = self.rate_429 + self.rate_500 + self.rate_hang;
+        let sum = self.rate_429
+            + self.rate_500
+            + self.rate_hang
+            + self.rate_empty_choices
+            + self.rate_short_n;
         if sum > 1.0 + 1e-9 {
             return Err(MockError::InvalidArgs(format!(
-                "--rate-429 + --rate-500 + --rate-hang must not exceed 1, got {sum}"
+                "--rate-429 + --rate-500 + --rate-hang + --rate-empty-choices + --rate-short-n \
+                 must not exceed 1, got {sum}"
             )));
         }
         if !self.decode_ms_per_token.is_finite() || self.decode_ms_per_token < 0.0 {

@@ -1,4 +1,5 @@
-//! Fault injection: 429s, 500s and hung requests at configured rates.
+//! Fault injection: 429s, 500s, hung requests and short 200 replies (no `choices`, or fewer
+//! than `n`) at configured rates.
 //!
 //! Decisions come from a counter hashed with `--seed` instead of a shared RNG
 //! behind a mutex: lock-free under load, and the same seed reproduces the same
@@ -19,11 +20,16 @@ pub enum Fault {
     ServerError,
     /// Never answer (until the server stops).
     Hang,
+    /// Answer 200 with an empty `choices` list.
+    EmptyChoices,
+    /// Answer 200 with one choice fewer than asked (`n` - 1).
+    ShortN,
 }
 
 /// Draws one [`Fault`] per request. Rates are exclusive: a single uniform draw
 /// `u` gives 429 if `u < rate_429`, else 500 if `u < rate_429 + rate_500`, else
-/// a hang if below the sum of all three.
+/// a hang if below the sum of all three, then an empty `choices` list, then a reply one
+/// choice short.
 #[derive(Debug)]
 pub struct FaultInjector {
     seed: u64,
@@ -31,6 +37,8 @@ pub struct FaultInjector {
     rate_429: f64,
     rate_500: f64,
     rate_hang: f64,
+    rate_empty: f64,
+    rate_short: f64,
 }
 
 impl FaultInjector {
@@ -42,12 +50,25 @@ impl FaultInjector {
             rate_429,
             rate_500,
             rate_hang,
+            rate_empty: 0.0,
+            rate_short: 0.0,
         }
+    }
+
+    /// Also answers 200s without choices (`empty`) or one short of `n` (`short`).
+    pub fn with_reply_faults(mut self, empty: f64, short: f64) -> Self {
+        self.rate_empty = empty;
+        self.rate_short = short;
+        self
     }
 
     /// Whether any fault can ever be injected (skips the draw otherwise).
     pub fn enabled(&self) -> bool {
-        self.rate_429 > 0.0 || self.rate_500 > 0.0 || self.rate_hang > 0.0
+        self.rate_429 > 0.0
+            || self.rate_500 > 0.0
+            || self.rate_hang > 0.0
+            || self.rate_empty > 0.0
+            || self.rate_short > 0.0
     }
 
     /// The fault for the next request.
@@ -69,6 +90,14 @@ impl FaultInjector {
         if u < edge {
             return Fault::Hang;
         }
+        edge += self.rate_empty;
+        if u < edge {
+            return Fault::EmptyChoices;
+        }
+        edge += self.rate_short;
+        if u < edge {
+            return Fault::ShortN;
+        }
         Fault::None
     }
 }
@@ -87,12 +116,34 @@ mod tests {
                 Fault::RateLimit => 1,
                 Fault::ServerError => 2,
                 Fault::Hang => 3,
+                Fault::EmptyChoices | Fault::ShortN => 4,
             }] += 1;
         }
         let frac = |c: u32| f64::from(c) / 20_000.0;
         assert!((frac(counts[1]) - 0.2).abs() < 0.02, "{counts:?}");
         assert!((frac(counts[2]) - 0.1).abs() < 0.02, "{counts:?}");
         assert!((frac(counts[3]) - 0.05).abs() < 0.02, "{counts:?}");
+    }
+
+    #[test]
+    fn reply_fault_rates_are_respected() {
+        let f = FaultInjector::new(5, 0.1, 0.0, 0.0).with_reply_faults(0.2, 0.3);
+        let (mut empty, mut short, mut limited) = (0u32, 0u32, 0u32);
+        for _ in 0..20_000 {
+            match f.draw() {
+                Fault::EmptyChoices => empty += 1,
+                Fault::ShortN => short += 1,
+                Fault::RateLimit => limited += 1,
+                _ => {}
+            }
+        }
+        let frac = |c: u32| f64::from(c) / 20_000.0;
+        assert!((frac(empty) - 0.2).abs() < 0.02, "{empty}");
+        assert!((frac(short) - 0.3).abs() < 0.02, "{short}");
+        assert!((frac(limited) - 0.1).abs() < 0.02, "{limited}");
+        let only = FaultInjector::new(0, 0.0, 0.0, 0.0).with_reply_faults(0.0, 1.0);
+        assert!(only.enabled());
+        assert!((0..100).all(|_| only.draw() == Fault::ShortN));
     }
 
     #[test]

@@ -82,11 +82,15 @@ async fn serve_request(s: &AppState, ep: Endpoint, body: &[u8]) -> Result<Respon
     };
     let format = format_of(&req)?;
 
+    // How many of the generated samples the reply carries (all, unless a reply fault).
+    let mut keep = usize::MAX;
     match s.faults.draw() {
         Fault::None => {}
         Fault::RateLimit => return Err(ApiError::rate_limited(s.args.retry_after_s)),
         Fault::ServerError => return Err(ApiError::internal()),
         Fault::Hang => return Err(hang(s).await),
+        Fault::EmptyChoices => keep = 0,
+        Fault::ShortN => keep = (prompts.len() * n as usize).saturating_sub(1),
     }
 
     let stops = req.stop.as_ref().map(|l| l.0.as_slice()).unwrap_or(&[]);
@@ -115,6 +119,7 @@ async fn serve_request(s: &AppState, ep: Endpoint, body: &[u8]) -> Result<Respon
         }
     }
 
+    samples.truncate(keep);
     let longest = samples.iter().map(|x| x.tokens).max().unwrap_or(0);
     occupy_slot(s, longest).await;
 

@@ -43,7 +43,8 @@ impl AppState {
             any_model: args.models.iter().any(|m| m == "*"),
             slots: (args.slots > 0).then(|| Semaphore::new(args.slots)),
             stats: Stats::new(args.slots),
-            faults: FaultInjector::new(args.seed, args.rate_429, args.rate_500, args.rate_hang),
+            faults: FaultInjector::new(args.seed, args.rate_429, args.rate_500, args.rate_hang)
+                .with_reply_faults(args.rate_empty_choices, args.rate_short_n),
             rules,
             recorded: args.record.then(|| Mutex::new(Vec::new())),
             shutdown,

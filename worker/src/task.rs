@@ -1,7 +1,7 @@
 //! Running one leased task: read seed rows, run the pipeline, stream records to Parquet,
 //! heartbeat meanwhile, and commit (complete) — or clean up if the lease is lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,8 @@ use synthforge_core::input::{self, SeedItem, TaskSlice};
 use synthforge_core::record::FailureRecord;
 use synthforge_core::sink::TaskSink;
 use synthforge_core::spec::JobSpec;
-use synthforge_core::stages::{self, Outcome, StageContext};
+use synthforge_core::stages::pii_detect::{self, Kind};
+use synthforge_core::stages::{self, Outcome, StageContext, StageSpec};
 use synthforge_core::stats::TaskStats;
 use synthforge_core::storage;
 use synthforge_proto as pb;
@@ -98,6 +99,7 @@ impl TaskRunner {
         hb.abort();
         let end = match end {
             Err(e) => {
+                let end = TaskEnd::Failed(e.to_string());
                 tracing::debug!(
                     permanent = e.permanent(),
                     "reporting the failure to the coordinator"
@@ -106,11 +108,21 @@ impl TaskRunner {
                     .client
                     .fail(fail_request(&self.worker_id, &lease, &e))
                     .await;
-                TaskEnd::Failed(e.to_string())
+                return end;
             }
             Ok(end) => end,
         };
-        if end == TaskEnd::Aborted {
+        // Ends without an error value are retryable: the row accounting check failed, or this
+        // worker is shutting down.
+        let retry = match &end {
+            TaskEnd::Failed(why) => Some(why.clone()),
+            TaskEnd::Aborted => Some(format!(
+                "worker {} shut down before finishing",
+                self.worker_id
+            )),
+            _ => None,
+        };
+        if let Some(error) = retry {
             let _ = self
                 .client
                 .fail(pb::FailRequest {
@@ -118,7 +130,7 @@ impl TaskRunner {
                     job_id: lease.job_id.clone(),
                     task_id: lease.task_id,
                     attempt: lease.attempt,
-                    error: format!("worker {} shut down before finishing", self.worker_id),
+                    error,
                     permanent: false,
                 })
                 .await;
@@ -260,20 +272,36 @@ impl TaskRunner {
             rows_in: seeds.len() as u64,
             ..TaskStats::default()
         };
+        // Every seed row must come out somewhere: output, removed or failed.
+        let mut accounted = Accounting::default();
+        let pii = pii_kinds(&spec);
         let mut items = Vec::with_capacity(seeds.len());
         for s in seeds {
             match s {
-                SeedItem::Row(r) => items.push(stages::seed_item(&ctx, r)),
+                SeedItem::Row(r) => {
+                    accounted.expect(r.index);
+                    items.push(stages::seed_item(&ctx, r))
+                }
                 SeedItem::Bad(b) => {
+                    accounted.expect(b.index);
+                    accounted.saw(b.index);
                     stats.count_failed();
                     rows_done.fetch_add(1, Ordering::Relaxed);
+                    let (input, error) = match &pii {
+                        // The raw line is stored before the `pii` stage could run on it.
+                        Some(kinds) => (
+                            pii_detect::redact_raw_row(&b.raw, kinds),
+                            redact_text(&b.error, kinds),
+                        ),
+                        None => (b.raw, b.error),
+                    };
                     sink.push_failure(FailureRecord {
                         seed_id: b.id.clone().unwrap_or_else(|| format!("row-{}", b.index)),
                         row_index: b.index,
                         source: b.source,
                         stage: "read".into(),
-                        error: b.error,
-                        input: b.raw,
+                        error,
+                        input,
                         job_id: lease.job_id.clone(),
                         task_id: lease.task_id,
                     })
@@ -281,7 +309,7 @@ impl TaskRunner {
                 }
             }
         }
-        let mut stream = crate::pipeline::run_stages(items, stage_list);
+        let mut stream = crate::pipeline::run_stages(ctx.clone(), items, stage_list);
         loop {
             // A lost lease or the end of the shutdown grace stops the task at once, even while
             // no row finishes (a slow or hung backend request).
@@ -302,6 +330,7 @@ impl TaskRunner {
             };
             match o {
                 Outcome::Keep(item) => {
+                    accounted.saw(item.seed.index);
                     stats.count_kept(&item.record, &item.counters);
                     if item.record.sample_index == 0 {
                         rows_done.fetch_add(1, Ordering::Relaxed);
@@ -309,12 +338,14 @@ impl TaskRunner {
                     sink.push(item.record).await?;
                 }
                 Outcome::Removed { item, reason } => {
+                    accounted.saw(item.seed.index);
                     stats.count_removed(&item.record, &item.counters, &reason);
                     if item.record.sample_index == 0 {
                         rows_done.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Outcome::Failed(f) => {
+                    accounted.saw(f.row_index);
                     rows_done.fetch_add(1, Ordering::Relaxed);
                     stats.count_failed();
                     sink.push_failure(f).await?;
@@ -325,6 +356,12 @@ impl TaskRunner {
         if lease_lost.is_cancelled() {
             sink.abort().await;
             return Ok(TaskEnd::LeaseLost);
+        }
+        if let Some(why) = accounted.check() {
+            // A row lost inside the worker: never hand in a silently shorter result.
+            tracing::error!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, %why, "row accounting failed; failing the attempt");
+            sink.abort().await;
+            return Ok(TaskEnd::Failed(why));
         }
         let files = sink.finish().await?;
         let resp = self
@@ -352,6 +389,69 @@ impl TaskRunner {
             rows_failed: stats.rows_failed,
         })
     }
+}
+
+/// Which seed rows of a task went in, and which came out (as output, removed or failed).
+#[derive(Default)]
+struct Accounting {
+    expected: Vec<u64>,
+    seen: HashSet<u64>,
+}
+
+impl Accounting {
+    fn expect(&mut self, index: u64) {
+        self.expected.push(index);
+    }
+
+    fn saw(&mut self, index: u64) {
+        self.seen.insert(index);
+    }
+
+    /// `None` when rows in = out + removed + failed per seed row, else what went missing.
+    fn check(&self) -> Option<String> {
+        let missing: Vec<u64> = self
+            .expected
+            .iter()
+            .copied()
+            .filter(|i| !self.seen.contains(i))
+            .collect();
+        let expected: HashSet<u64> = self.expected.iter().copied().collect();
+        let unknown = self.seen.iter().filter(|i| !expected.contains(i)).count();
+        if missing.is_empty() && unknown == 0 {
+            return None;
+        }
+        let shown: Vec<String> = missing.iter().take(10).map(u64::to_string).collect();
+        Some(format!(
+            "row accounting: {} seed row(s) in, {} with no output, removal or failure (rows {}{}){}",
+            self.expected.len(),
+            missing.len(),
+            shown.join(", "),
+            if missing.len() > shown.len() { ", ..." } else { "" },
+            if unknown > 0 {
+                format!("; {unknown} outcome(s) for rows not in the task")
+            } else {
+                String::new()
+            }
+        ))
+    }
+}
+
+/// The detectors of the job's `pii` stage (the first, if several), or `None` without one.
+fn pii_kinds(spec: &JobSpec) -> Option<Vec<Kind>> {
+    spec.pipeline.iter().find_map(|s| match s {
+        StageSpec::Pii(c) => Some(match &c.types {
+            // The job was validated: the names are known; all kinds if not (never fewer).
+            Some(names) => {
+                pii_detect::kinds_named(names).unwrap_or_else(|_| pii_detect::KINDS.to_vec())
+            }
+            None => pii_detect::KINDS.to_vec(),
+        }),
+        _ => None,
+    })
+}
+
+fn redact_text(text: &str, kinds: &[Kind]) -> String {
+    pii_detect::redact(text, kinds, &mut BTreeMap::new())
 }
 
 /// The report of a failed attempt; a permanent error asks the coordinator not to retry.
@@ -395,6 +495,48 @@ mod tests {
             "{}",
             req.error
         );
+    }
+
+    #[test]
+    fn accounting_names_rows_that_went_nowhere() {
+        let mut a = Accounting::default();
+        for i in 10..15 {
+            a.expect(i);
+        }
+        for i in [10, 11, 11, 13, 14] {
+            a.saw(i);
+        }
+        let why = a.check().expect("row 12 is missing");
+        assert!(
+            why.contains("5 seed row(s) in, 1 with no output") && why.contains("rows 12"),
+            "{why}"
+        );
+        a.saw(12);
+        assert_eq!(a.check(), None);
+        a.saw(99);
+        assert!(a
+            .check()
+            .unwrap()
+            .contains("1 outcome(s) for rows not in the task"));
+    }
+
+    #[test]
+    fn pii_kinds_come_from_the_jobs_pii_stage() {
+        let yaml = |pipeline: &str| {
+            format!(
+                "name: p\ninput:\n  path: /tmp/x.jsonl\n  format: jsonl\npipeline:\n{pipeline}\n\
+                 backends:\n  m:\n    url: http://127.0.0.1:1/v1\n    model: m\noutput:\n  path: /tmp/o\n"
+            )
+        };
+        let gen = "  - stage: generate\n    backend: m\n    template: \"{{ text }}\"\n";
+        let none = JobSpec::from_yaml(&yaml(gen), "j").unwrap();
+        assert!(pii_kinds(&none).is_none());
+        let only_email = JobSpec::from_yaml(
+            &yaml(&format!("  - stage: pii\n    types: [email]\n{gen}")),
+            "j",
+        )
+        .unwrap();
+        assert_eq!(pii_kinds(&only_email).unwrap(), vec![pii_detect::EMAIL]);
     }
 
     #[test]

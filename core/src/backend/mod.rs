@@ -49,6 +49,14 @@ pub enum BackendError {
         endpoint: String,
         message: String,
     },
+    /// A 200 whose `choices` hold fewer samples than the request's `n` (or none).
+    #[error("backend `{backend}`: {endpoint}: reply has {got} choice(s), {asked} asked (`n`)")]
+    ShortReply {
+        backend: String,
+        endpoint: String,
+        got: usize,
+        asked: usize,
+    },
     #[error("backend `{backend}`: gave up after {attempts} attempts: {last}")]
     GaveUp {
         backend: String,
@@ -79,7 +87,7 @@ impl BackendError {
             BackendError::Status { status, .. } => {
                 matches!(*status, 408 | 409 | 425 | 429 | 500 | 502 | 503 | 504)
             }
-            BackendError::Transport { .. } => true,
+            BackendError::Transport { .. } | BackendError::ShortReply { .. } => true,
             _ => false,
         }
     }

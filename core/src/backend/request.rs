@@ -115,13 +115,30 @@ impl Backend {
         let wire: WireResponse = serde_json::from_slice(&bytes).map_err(|e| Failure {
             error: BackendError::Transport {
                 backend: self.name.clone(),
-                endpoint: base.to_string(),
+                endpoint: crate::redact::mask_text(base),
                 message: format!("response is not an OpenAI completion: {e}"),
             },
             retry_after: None,
             outcome: Outcome::Transport,
         })?;
-        Ok(to_response(wire))
+        let resp = to_response(wire);
+        // A 200 that answers fewer samples than asked (none at all, or fewer than `n`) would
+        // make rows vanish downstream: it is a bad reply, retried like an undecodable one and,
+        // when retries run out, a failure row with this reason.
+        let asked = req.n.unwrap_or(1).max(1) as usize;
+        if resp.choices.len() < asked {
+            return Err(Failure {
+                error: BackendError::ShortReply {
+                    backend: self.name.clone(),
+                    endpoint: crate::redact::mask_text(base),
+                    got: resp.choices.len(),
+                    asked,
+                },
+                retry_after: None,
+                outcome: Outcome::Transport,
+            });
+        }
+        Ok(resp)
     }
 }
 
