@@ -212,6 +212,10 @@ fn stats() -> TaskStats {
     TaskStats {
         rows_in: 100,
         rows_out: 100,
+        seeds: synthforge_core::stats::SeedOutcomes {
+            output: 100,
+            ..Default::default()
+        },
         prompt_tokens: 20_000,
         completion_tokens: 30_000,
         ..Default::default()

@@ -53,10 +53,10 @@ pub struct FailedTask {
 }
 
 /// The accounting identity `seed rows = output + removed + failed + rows of failed tasks`,
-/// with each term, so a reader sees at once whether a row went missing.
-///
-/// It holds exactly for pipelines that make one row per seed row; a stage that makes several
-/// samples per seed row (`n > 1`, evolve rounds) shows the extra rows as a negative difference.
+/// counted per seed row (a row with several samples counts once: output if any of its records
+/// was written by its task, else failed, else removed), so a reader sees at once whether a row
+/// went missing. Records (samples, failure rows) are counted apart, in [`Manifest::rows`] and
+/// [`Manifest::failures`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accounting {
     pub seed_rows: u64,
@@ -67,6 +67,12 @@ pub struct Accounting {
     /// `seed_rows - (output + removed + failed + failed_task_rows)`; 0 when every row is
     /// accounted for.
     pub difference: i64,
+    /// Removed seed rows by the reason that removed them.
+    #[serde(default)]
+    pub removed_by_reason: BTreeMap<String, u64>,
+    /// Failed seed rows by the stage that failed them (`read` for an unreadable row).
+    #[serde(default)]
+    pub failed_by_stage: BTreeMap<String, u64>,
 }
 
 impl Accounting {
@@ -85,6 +91,7 @@ impl Accounting {
             failed_rows,
             failed_task_rows,
             difference: seed_rows as i64 - accounted as i64,
+            ..Default::default()
         }
     }
 

@@ -29,6 +29,43 @@ pub struct TaskStats {
     /// PII redactions by type.
     #[serde(default)]
     pub pii_redactions: BTreeMap<String, u64>,
+    /// Where each seed row went (the counters above count records, several per seed row when
+    /// a stage samples `n > 1`); `rows_in` = `seeds.total()` for every complete task.
+    #[serde(default)]
+    pub seeds: SeedOutcomes,
+}
+
+/// The accounting identity per seed row: each seed row of a task is counted exactly once, as
+/// output (at least one of its records reached the output), else failed (by the stage that
+/// failed first), else removed (by the first removal reason).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeedOutcomes {
+    pub output: u64,
+    #[serde(default)]
+    pub removed: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub failed: BTreeMap<String, u64>,
+}
+
+impl SeedOutcomes {
+    pub fn removed_total(&self) -> u64 {
+        self.removed.values().sum()
+    }
+
+    pub fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    /// Seed rows accounted for: output + removed + failed.
+    pub fn total(&self) -> u64 {
+        self.output + self.removed_total() + self.failed_total()
+    }
+
+    pub fn add(&mut self, o: &SeedOutcomes) {
+        self.output += o.output;
+        merge(&mut self.removed, &o.removed);
+        merge(&mut self.failed, &o.failed);
+    }
 }
 
 impl TaskStats {
@@ -71,6 +108,17 @@ impl TaskStats {
             &o.completion_tokens_by_model,
         );
         merge(&mut self.pii_redactions, &o.pii_redactions);
+        self.seeds.add(&o.seeds);
+    }
+
+    /// Failed seed rows: from the per-seed-row outcomes, or (stats of a worker that did not
+    /// report them) the failure records.
+    pub fn seed_rows_failed(&self) -> u64 {
+        if self.seeds.total() == 0 && self.rows_in > 0 {
+            self.rows_failed
+        } else {
+            self.seeds.failed_total()
+        }
     }
 
     fn count_tokens(&mut self, record: &Record, by_model: bool) {

@@ -65,6 +65,11 @@ pub struct MockArgs {
     #[arg(long = "rate-short-n", default_value_t = 0.0)]
     pub rate_short_n: f64,
 
+    /// Answer one sample per prompt whatever `n` asks, as some servers do (llama.cpp's):
+    /// clients must ask again for the missing samples rather than lose them.
+    #[arg(long = "ignore-n", default_value_t = false)]
+    pub ignore_n: bool,
+
     /// Value of the `Retry-After` header on injected 429s, in seconds.
     #[arg(long = "retry-after-s", default_value_t = 1)]
     pub retry_after_s: u64,

@@ -76,6 +76,8 @@ async fn serve_request(s: &AppState, ep: Endpoint, body: &[u8]) -> Result<Respon
             "n must be between 1 and {MAX_N}, got {n}"
         )));
     }
+    // A server that ignores `n` answers one sample, and says nothing about it.
+    let n = if s.args.ignore_n { 1 } else { n };
     let prompts = match ep {
         Endpoint::Chat => vec![chat_prompt(&req)?],
         Endpoint::Completion => completion_prompts(&req)?,

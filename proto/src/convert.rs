@@ -9,7 +9,7 @@ use synthforge_core::backend::{BackendSnapshot, EndpointSnapshot};
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
-use synthforge_core::stats::TaskStats;
+use synthforge_core::stats::{SeedOutcomes, TaskStats};
 
 use crate::v1 as pb;
 
@@ -97,6 +97,9 @@ impl From<&TaskStats> for pb::TaskStats {
             prompt_tokens_by_model: s.prompt_tokens_by_model.clone().into_iter().collect(),
             completion_tokens_by_model: s.completion_tokens_by_model.clone().into_iter().collect(),
             pii_redactions: s.pii_redactions.clone().into_iter().collect(),
+            seeds_output: s.seeds.output,
+            seeds_removed: s.seeds.removed.clone().into_iter().collect(),
+            seeds_failed: s.seeds.failed.clone().into_iter().collect(),
         }
     }
 }
@@ -113,6 +116,11 @@ impl From<&pb::TaskStats> for TaskStats {
             prompt_tokens_by_model: p.prompt_tokens_by_model.clone().into_iter().collect(),
             completion_tokens_by_model: p.completion_tokens_by_model.clone().into_iter().collect(),
             pii_redactions: p.pii_redactions.clone().into_iter().collect(),
+            seeds: SeedOutcomes {
+                output: p.seeds_output,
+                removed: p.seeds_removed.clone().into_iter().collect(),
+                failed: p.seeds_failed.clone().into_iter().collect(),
+            },
         }
     }
 }
@@ -263,6 +271,11 @@ mod tests {
             prompt_tokens_by_model: BTreeMap::from([("m".into(), 10)]),
             completion_tokens_by_model: BTreeMap::from([("m".into(), 20)]),
             pii_redactions: BTreeMap::from([("email".into(), 2)]),
+            seeds: SeedOutcomes {
+                output: 2,
+                removed: BTreeMap::from([("filter:length".into(), 1)]),
+                failed: BTreeMap::from([("generate".into(), 1)]),
+            },
         };
         assert_eq!(TaskStats::from(&pb::TaskStats::from(&stats)), stats);
         let file = WrittenFile {

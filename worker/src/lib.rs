@@ -7,7 +7,9 @@
 
 pub mod client;
 pub mod error;
+pub mod failure_redaction;
 pub mod pipeline;
+pub mod seed_ledger;
 pub mod task;
 pub mod tls;
 pub mod worker;

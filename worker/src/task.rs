@@ -1,7 +1,7 @@
 //! Running one leased task: read seed rows, run the pipeline, stream records to Parquet,
 //! heartbeat meanwhile, and commit (complete) — or clean up if the lease is lost.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use synthforge_core::input::{self, SeedItem, TaskSlice};
 use synthforge_core::record::FailureRecord;
 use synthforge_core::sink::TaskSink;
 use synthforge_core::spec::JobSpec;
-use synthforge_core::stages::pii_detect::{self, Kind};
-use synthforge_core::stages::{self, Outcome, StageContext, StageSpec};
+use synthforge_core::stages::pii_detect::Kind;
+use synthforge_core::stages::{self, Outcome, StageContext};
 use synthforge_core::stats::TaskStats;
 use synthforge_core::storage;
 use synthforge_proto as pb;
@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::CoordinatorClient;
 use crate::error::TaskError;
+use crate::failure_redaction::{pii_kinds, redact_failure};
+use crate::seed_ledger::SeedLedger;
 
 /// Backends are kept per job across its tasks: connection pools, counters and (adaptive)
 /// concurrency limits survive task boundaries. Their API keys come from the operator's
@@ -243,6 +245,12 @@ impl TaskRunner {
         let spec = Arc::new(JobSpec::from_yaml(&lease.job_spec_yaml, &lease.job_id)?);
         let slice = TaskSlice::try_from(required(lease.input.as_ref(), "TaskLease.input")?)?;
         let backends = self.backends.get(&lease.job_id, &spec).await?;
+        if lease.fleet_workers > 0 {
+            // Per-minute budgets are the fleet's: this worker's share from its first request.
+            for b in backends.values() {
+                b.set_fleet_share(lease.fleet_workers);
+            }
+        }
         let ctx = StageContext {
             job_id: lease.job_id.clone(),
             job_name: spec.name.clone(),
@@ -273,39 +281,32 @@ impl TaskRunner {
             ..TaskStats::default()
         };
         // Every seed row must come out somewhere: output, removed or failed.
-        let mut accounted = Accounting::default();
+        let mut ledger = SeedLedger::default();
         let pii = pii_kinds(&spec);
         let mut items = Vec::with_capacity(seeds.len());
         for s in seeds {
             match s {
                 SeedItem::Row(r) => {
-                    accounted.expect(r.index);
+                    ledger.expect(r.index);
                     items.push(stages::seed_item(&ctx, r))
                 }
                 SeedItem::Bad(b) => {
-                    accounted.expect(b.index);
-                    accounted.saw(b.index);
+                    ledger.expect(b.index);
+                    ledger.failed(b.index, "read");
                     stats.count_failed();
                     rows_done.fetch_add(1, Ordering::Relaxed);
-                    let (input, error) = match &pii {
-                        // The raw line is stored before the `pii` stage could run on it.
-                        Some(kinds) => (
-                            pii_detect::redact_raw_row(&b.raw, kinds),
-                            redact_text(&b.error, kinds),
-                        ),
-                        None => (b.raw, b.error),
-                    };
-                    sink.push_failure(FailureRecord {
+                    let failure = FailureRecord {
                         seed_id: b.id.clone().unwrap_or_else(|| format!("row-{}", b.index)),
                         row_index: b.index,
                         source: b.source,
                         stage: "read".into(),
-                        error,
-                        input,
+                        error: b.error,
+                        input: b.raw,
                         job_id: lease.job_id.clone(),
                         task_id: lease.task_id,
-                    })
-                    .await?;
+                    };
+                    sink.push_failure(stored_failure(failure, pii.as_deref()))
+                        .await?;
                 }
             }
         }
@@ -328,28 +329,27 @@ impl TaskRunner {
                     return Ok(end);
                 }
             };
-            match o {
+            // Progress counts seed rows: a row is done at its first outcome.
+            let first = match o {
                 Outcome::Keep(item) => {
-                    accounted.saw(item.seed.index);
                     stats.count_kept(&item.record, &item.counters);
-                    if item.record.sample_index == 0 {
-                        rows_done.fetch_add(1, Ordering::Relaxed);
-                    }
+                    let first = ledger.output(item.seed.index);
                     sink.push(item.record).await?;
+                    first
                 }
                 Outcome::Removed { item, reason } => {
-                    accounted.saw(item.seed.index);
                     stats.count_removed(&item.record, &item.counters, &reason);
-                    if item.record.sample_index == 0 {
-                        rows_done.fetch_add(1, Ordering::Relaxed);
-                    }
+                    ledger.removed(item.seed.index, &reason)
                 }
                 Outcome::Failed(f) => {
-                    accounted.saw(f.row_index);
-                    rows_done.fetch_add(1, Ordering::Relaxed);
                     stats.count_failed();
-                    sink.push_failure(f).await?;
+                    let first = ledger.failed(f.row_index, &f.stage);
+                    sink.push_failure(stored_failure(f, pii.as_deref())).await?;
+                    first
                 }
+            };
+            if first {
+                rows_done.fetch_add(1, Ordering::Relaxed);
             }
         }
         drop(stream);
@@ -357,11 +357,14 @@ impl TaskRunner {
             sink.abort().await;
             return Ok(TaskEnd::LeaseLost);
         }
-        if let Some(why) = accounted.check() {
-            // A row lost inside the worker: never hand in a silently shorter result.
-            tracing::error!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, %why, "row accounting failed; failing the attempt");
-            sink.abort().await;
-            return Ok(TaskEnd::Failed(why));
+        match ledger.outcomes() {
+            Ok(seeds) => stats.seeds = seeds,
+            Err(why) => {
+                // A row lost inside the worker: never hand in a silently shorter result.
+                tracing::error!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, %why, "row accounting failed; failing the attempt");
+                sink.abort().await;
+                return Ok(TaskEnd::Failed(why));
+            }
         }
         let files = sink.finish().await?;
         let resp = self
@@ -391,67 +394,12 @@ impl TaskRunner {
     }
 }
 
-/// Which seed rows of a task went in, and which came out (as output, removed or failed).
-#[derive(Default)]
-struct Accounting {
-    expected: Vec<u64>,
-    seen: HashSet<u64>,
-}
-
-impl Accounting {
-    fn expect(&mut self, index: u64) {
-        self.expected.push(index);
+/// A failure row as stored: with a `pii` stage in the job, redacted by its detectors.
+fn stored_failure(f: FailureRecord, pii: Option<&[Kind]>) -> FailureRecord {
+    match pii {
+        Some(kinds) => redact_failure(f, kinds),
+        None => f,
     }
-
-    fn saw(&mut self, index: u64) {
-        self.seen.insert(index);
-    }
-
-    /// `None` when rows in = out + removed + failed per seed row, else what went missing.
-    fn check(&self) -> Option<String> {
-        let missing: Vec<u64> = self
-            .expected
-            .iter()
-            .copied()
-            .filter(|i| !self.seen.contains(i))
-            .collect();
-        let expected: HashSet<u64> = self.expected.iter().copied().collect();
-        let unknown = self.seen.iter().filter(|i| !expected.contains(i)).count();
-        if missing.is_empty() && unknown == 0 {
-            return None;
-        }
-        let shown: Vec<String> = missing.iter().take(10).map(u64::to_string).collect();
-        Some(format!(
-            "row accounting: {} seed row(s) in, {} with no output, removal or failure (rows {}{}){}",
-            self.expected.len(),
-            missing.len(),
-            shown.join(", "),
-            if missing.len() > shown.len() { ", ..." } else { "" },
-            if unknown > 0 {
-                format!("; {unknown} outcome(s) for rows not in the task")
-            } else {
-                String::new()
-            }
-        ))
-    }
-}
-
-/// The detectors of the job's `pii` stage (the first, if several), or `None` without one.
-fn pii_kinds(spec: &JobSpec) -> Option<Vec<Kind>> {
-    spec.pipeline.iter().find_map(|s| match s {
-        StageSpec::Pii(c) => Some(match &c.types {
-            // The job was validated: the names are known; all kinds if not (never fewer).
-            Some(names) => {
-                pii_detect::kinds_named(names).unwrap_or_else(|_| pii_detect::KINDS.to_vec())
-            }
-            None => pii_detect::KINDS.to_vec(),
-        }),
-        _ => None,
-    })
-}
-
-fn redact_text(text: &str, kinds: &[Kind]) -> String {
-    pii_detect::redact(text, kinds, &mut BTreeMap::new())
 }
 
 /// The report of a failed attempt; a permanent error asks the coordinator not to retry.
@@ -495,48 +443,6 @@ mod tests {
             "{}",
             req.error
         );
-    }
-
-    #[test]
-    fn accounting_names_rows_that_went_nowhere() {
-        let mut a = Accounting::default();
-        for i in 10..15 {
-            a.expect(i);
-        }
-        for i in [10, 11, 11, 13, 14] {
-            a.saw(i);
-        }
-        let why = a.check().expect("row 12 is missing");
-        assert!(
-            why.contains("5 seed row(s) in, 1 with no output") && why.contains("rows 12"),
-            "{why}"
-        );
-        a.saw(12);
-        assert_eq!(a.check(), None);
-        a.saw(99);
-        assert!(a
-            .check()
-            .unwrap()
-            .contains("1 outcome(s) for rows not in the task"));
-    }
-
-    #[test]
-    fn pii_kinds_come_from_the_jobs_pii_stage() {
-        let yaml = |pipeline: &str| {
-            format!(
-                "name: p\ninput:\n  path: /tmp/x.jsonl\n  format: jsonl\npipeline:\n{pipeline}\n\
-                 backends:\n  m:\n    url: http://127.0.0.1:1/v1\n    model: m\noutput:\n  path: /tmp/o\n"
-            )
-        };
-        let gen = "  - stage: generate\n    backend: m\n    template: \"{{ text }}\"\n";
-        let none = JobSpec::from_yaml(&yaml(gen), "j").unwrap();
-        assert!(pii_kinds(&none).is_none());
-        let only_email = JobSpec::from_yaml(
-            &yaml(&format!("  - stage: pii\n    types: [email]\n{gen}")),
-            "j",
-        )
-        .unwrap();
-        assert_eq!(pii_kinds(&only_email).unwrap(), vec![pii_detect::EMAIL]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use arrow_array::Array;
 use futures::TryStreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use synthforge_core::input::ObjectReader;
-use synthforge_core::manifest::Manifest;
+use synthforge_core::manifest::{Accounting, Manifest};
 use synthforge_core::storage;
 
 #[derive(clap::Args)]
@@ -54,6 +54,46 @@ fn cell(b: &arrow_array::RecordBatch, name: &str, row: usize) -> Option<String> 
     arrow_cast::display::array_value_to_string(col, row).ok()
 }
 
+/// The accounting identity per seed row, with `MISMATCH` when it does not balance.
+fn identity_line(a: &Accounting) -> String {
+    let mut line = format!(
+        "accounting: {} seed rows = {} output + {} removed + {} failed + {} of failed tasks",
+        a.seed_rows, a.output_rows, a.removed_rows, a.failed_rows, a.failed_task_rows
+    );
+    if a.balances() {
+        line.push_str(" (balanced)");
+    } else {
+        line.push_str(&format!(
+            "  MISMATCH: difference {} ({})",
+            a.difference,
+            if a.difference > 0 {
+                "seed rows missing without a recorded reason"
+            } else {
+                "seed rows counted more than once"
+            }
+        ));
+    }
+    line
+}
+
+/// Removed and failed seed rows by reason, `None` when there are none.
+fn identity_detail(a: &Accounting) -> Option<String> {
+    let by = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !a.removed_by_reason.is_empty() {
+        parts.push(format!("removed by {}", by(&a.removed_by_reason)));
+    }
+    if !a.failed_by_stage.is_empty() {
+        parts.push(format!("failed in {}", by(&a.failed_by_stage)));
+    }
+    (!parts.is_empty()).then(|| format!("  seed rows {}", parts.join("; ")))
+}
+
 fn pct(n: u64, of: u64) -> f64 {
     if of == 0 {
         0.0
@@ -80,6 +120,20 @@ pub async fn run(a: InspectArgs) -> anyhow::Result<()> {
         m.failures,
         pct(m.failures, m.seed_rows)
     );
+    println!("{}", identity_line(&m.accounting));
+    if let Some(detail) = identity_detail(&m.accounting) {
+        println!("{detail}");
+    }
+    for t in &m.failed_tasks {
+        println!(
+            "failed task {}: {} rows of {} from row {} missing: {}",
+            t.task_id,
+            t.rows,
+            t.object,
+            t.first_row,
+            clip(&t.error, 300)
+        );
+    }
     println!(
         "files: {} data ({} bytes), {} failures ({} bytes)",
         data.len(),
@@ -145,4 +199,32 @@ pub async fn run(a: InspectArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_is_shown_and_a_difference_flagged() {
+        let mut a = Accounting::new(10, 6, 2, 1, 1);
+        assert_eq!(
+            identity_line(&a),
+            "accounting: 10 seed rows = 6 output + 2 removed + 1 failed + 1 of failed tasks (balanced)"
+        );
+        assert_eq!(identity_detail(&a), None);
+        a.removed_by_reason.insert("judge".into(), 2);
+        a.failed_by_stage.insert("generate".into(), 1);
+        assert_eq!(
+            identity_detail(&a).unwrap(),
+            "  seed rows removed by judge 2; failed in generate 1"
+        );
+        let short = Accounting::new(10, 5, 2, 1, 1);
+        assert!(
+            identity_line(&short)
+                .ends_with("MISMATCH: difference 1 (seed rows missing without a recorded reason)"),
+            "{}",
+            identity_line(&short)
+        );
+    }
 }

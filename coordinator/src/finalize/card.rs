@@ -86,14 +86,31 @@ fn table(out: &mut String, head: &str, rows: &BTreeMap<String, u64>, empty: &str
     out.push('\n');
 }
 
-/// The accounting identity with its terms, and a warning when it does not balance.
+/// The accounting identity per seed row with its terms (removed and failed rows by reason),
+/// and a warning when it does not balance.
 fn identity(o: &mut String, manifest: &Manifest) {
     let a = &manifest.accounting;
     let _ = writeln!(
         o,
-        "Identity: seed rows = rows in the dataset + rows removed + failures + rows of failed tasks: {} = {} + {} + {} + {}.",
+        "Identity, per seed row: seed rows = output + removed + failed + rows of failed tasks: {} = {} + {} + {} + {}.",
         a.seed_rows, a.output_rows, a.removed_rows, a.failed_rows, a.failed_task_rows
     );
+    let by = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, v)| format!("`{k}` {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !a.removed_by_reason.is_empty() {
+        let _ = writeln!(
+            o,
+            "Removed seed rows by reason: {}.",
+            by(&a.removed_by_reason)
+        );
+    }
+    if !a.failed_by_stage.is_empty() {
+        let _ = writeln!(o, "Failed seed rows by stage: {}.", by(&a.failed_by_stage));
+    }
     if a.balances() {
         o.push_str("Every seed row is accounted for.\n\n");
     } else {
@@ -104,7 +121,7 @@ fn identity(o: &mut String, manifest: &Manifest) {
             if a.difference > 0 {
                 "Seed rows are missing from the output without a recorded reason."
             } else {
-                "There are more output rows than seed rows: a stage made several samples per seed row."
+                "More seed rows are accounted for than were planned: some were counted twice."
             }
         );
     }
@@ -370,9 +387,14 @@ output: {path: /tmp/out}
         m.failure_reasons
             .insert("generate: empty choices".into(), 1);
         m.accounting = synthforge_core::manifest::Accounting::new(10, 4, 0, 1, 5);
+        m.accounting.failed_by_stage.insert("generate".into(), 1);
         let card = render(&job, &spec, &m, &TaskStats::default(), &[]);
         assert!(card.contains("| rows of failed tasks | 5 |"), "{card}");
         assert!(card.contains("10 = 4 + 0 + 1 + 5"), "{card}");
+        assert!(
+            card.contains("Failed seed rows by stage: `generate` 1."),
+            "{card}"
+        );
         assert!(card.contains("Every seed row is accounted for."), "{card}");
         assert!(
             card.contains("| 1 | `/tmp/x.jsonl` | 5 rows from row 5 | backend down \\| 500 |"),
@@ -383,6 +405,12 @@ output: {path: /tmp/out}
         let card = render(&job, &spec, &m, &TaskStats::default(), &[]);
         assert!(
             card.contains("does not balance (difference 1)") && card.contains("missing"),
+            "{card}"
+        );
+        m.accounting = synthforge_core::manifest::Accounting::new(10, 5, 0, 1, 5);
+        let card = render(&job, &spec, &m, &TaskStats::default(), &[]);
+        assert!(
+            card.contains("difference -1") && card.contains("counted twice"),
             "{card}"
         );
     }

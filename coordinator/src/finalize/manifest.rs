@@ -26,6 +26,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use synthforge_core::manifest::{Accounting, FailedTask, Manifest, PutOutcome};
 use synthforge_core::spec::JobSpec;
+use synthforge_core::stats::SeedOutcomes;
 use synthforge_core::storage::{self, Location};
 
 use crate::control::scheduler::{Finalizer, LeaderCheck};
@@ -65,13 +66,21 @@ pub async fn write_manifest(
     m.failed_tasks = failed_tasks(tasks);
     m.failure_reasons = crate::finalize::failures::reasons(&root, &m.files).await;
     let failed_task_rows = m.failed_tasks.iter().map(|t| t.rows).sum();
+    // Per seed row, as the worker of each completed task counted it (and the coordinator
+    // checked on completion): records are not seed rows once a stage samples `n > 1`.
+    let mut seeds = SeedOutcomes::default();
+    for t in tasks.iter().filter(|t| t.state == TaskState::Done) {
+        seeds.add(&t.stats.seeds);
+    }
     m.accounting = Accounting::new(
         m.seed_rows,
-        m.rows,
-        m.removed.values().sum(),
-        m.failures,
+        seeds.output,
+        seeds.removed_total(),
+        seeds.failed_total(),
         failed_task_rows,
     );
+    m.accounting.removed_by_reason = seeds.removed;
+    m.accounting.failed_by_stage = seeds.failed;
     if !m.accounting.balances() {
         tracing::warn!(job = %job.id, accounting = ?m.accounting, "seed rows and outcomes differ");
     }
@@ -238,6 +247,7 @@ mod tests {
         t.attempt = attempt;
         t.stats.rows_in = 2;
         t.stats.rows_out = 2;
+        t.stats.seeds.output = 2;
         t.files = files;
         vec![t]
     }

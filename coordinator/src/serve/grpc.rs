@@ -70,6 +70,10 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
         }
         let shutdown =
             lease.is_none() && self.shutdown_when_idle && self.sched.all_terminal().await;
+        let fleet_workers = match &lease {
+            Some(l) => self.sched.starting_fleet(&l.job_id).await,
+            None => 0,
+        };
         Ok(Response::new(pb::LeaseResponse {
             lease: lease.map(|l| pb::TaskLease {
                 job_id: l.job_id,
@@ -78,6 +82,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
                 lease_deadline_unix_ms: l.deadline_ms,
                 job_spec_yaml: l.spec_yaml,
                 input: Some(pb::TaskInput::from(&l.slice)),
+                fleet_workers,
             }),
             shutdown,
             retry_after_ms: 200,

@@ -18,6 +18,7 @@ pub mod pool;
 pub mod ratelimit;
 mod request;
 pub mod retry;
+mod topup;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -49,8 +50,9 @@ pub enum BackendError {
         endpoint: String,
         message: String,
     },
-    /// A 200 whose `choices` hold fewer samples than the request's `n` (or none).
-    #[error("backend `{backend}`: {endpoint}: reply has {got} choice(s), {asked} asked (`n`)")]
+    /// A 200 whose `choices` hold fewer samples than the request's `n` (or none), also after
+    /// asking again for the missing ones.
+    #[error("backend `{backend}`: {endpoint}: backend returned {got} of {asked} choices")]
     ShortReply {
         backend: String,
         endpoint: String,
@@ -354,8 +356,9 @@ impl Backend {
     /// with jittered exponential backoff that honours `Retry-After`. Each attempt holds an
     /// endpoint slot only while it is on the wire, never during the backoff sleep. A prompt over
     /// the backend's `max_prompt_tokens` is refused without a request (the stage records a
-    /// failure row with this reason).
-    pub async fn generate(&self, req: &GenRequest) -> Result<GenResponse, BackendError> {
+    /// failure row with this reason). One request: [`Backend::generate`] adds the top-up of a
+    /// reply with fewer choices than `n`.
+    async fn generate_attempts(&self, req: &GenRequest) -> Result<GenResponse, BackendError> {
         let prompt_tokens = request::estimate_prompt_tokens(req);
         if prompt_tokens > self.spec.prompt_token_cap() {
             self.counters

@@ -162,6 +162,27 @@ mod tests {
     }
 
     #[test]
+    fn a_fleet_told_its_size_before_its_first_request_bursts_one_budget_together() {
+        // Four workers, each told the fleet size with its lease (before any request): together
+        // they take a sixth of the minute's budget at once, as one process alone would; not
+        // four sixths.
+        let limits: Vec<RateLimits> = (0..4).map(|_| RateLimits::new(Some(600), None)).collect();
+        for l in &limits {
+            l.set_share(4);
+        }
+        let t0 = Instant::now();
+        let mut at_once = 0;
+        for l in &limits {
+            let mut b = l.requests.as_ref().unwrap().lock().unwrap();
+            while b.wait_for(1.0, t0).is_zero() {
+                b.level -= 1.0;
+                at_once += 1;
+            }
+        }
+        assert_eq!(at_once, 100, "600/min: a burst of 100 for the whole fleet");
+    }
+
+    #[test]
     fn bucket_paces_after_burst() {
         let t0 = Instant::now();
         let mut b = Bucket::new(600); // 10/s, burst 100

@@ -122,17 +122,17 @@ impl Backend {
             outcome: Outcome::Transport,
         })?;
         let resp = to_response(wire);
-        // A 200 that answers fewer samples than asked (none at all, or fewer than `n`) would
-        // make rows vanish downstream: it is a bad reply, retried like an undecodable one and,
-        // when retries run out, a failure row with this reason.
-        let asked = req.n.unwrap_or(1).max(1) as usize;
-        if resp.choices.len() < asked {
+        // A 200 without any choice would make a row vanish downstream: it is a bad reply,
+        // retried like an undecodable one and, when retries run out, a failure row with this
+        // reason. Fewer choices than `n` is not an attempt error: some servers (llama.cpp)
+        // ignore `n`, so [`Backend::generate`] asks again for the missing samples instead.
+        if resp.choices.is_empty() {
             return Err(Failure {
                 error: BackendError::ShortReply {
                     backend: self.name.clone(),
                     endpoint: crate::redact::mask_text(base),
-                    got: resp.choices.len(),
-                    asked,
+                    got: 0,
+                    asked: req.n.unwrap_or(1).max(1) as usize,
                 },
                 retry_after: None,
                 outcome: Outcome::Transport,

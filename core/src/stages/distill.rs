@@ -115,6 +115,15 @@ impl Stage for Distill {
             Ok(r) => r,
             Err(e) => return vec![llm::fail(&self.ctx, &item, &self.name, e)],
         };
+        let missing = llm::missing_samples(
+            &self.ctx,
+            &item,
+            &self.name,
+            &self.backend,
+            &resp,
+            self.call.samples(),
+            "",
+        );
         resp.choices
             .iter()
             .enumerate()
@@ -134,6 +143,7 @@ impl Stage for Distill {
                     .insert("completion".into(), Value::String(choice.text.clone()));
                 Outcome::Keep(it)
             })
+            .chain(missing)
             .collect()
     }
 }

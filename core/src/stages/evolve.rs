@@ -305,6 +305,15 @@ impl Stage for Evolve {
                 )]
             }
         };
+        let missing = llm::missing_samples(
+            &self.ctx,
+            &item,
+            &self.name,
+            &self.answer_backend,
+            &resp,
+            self.call.samples(),
+            "answer: ",
+        );
         let n = resp.choices.len();
         resp.choices
             .iter()
@@ -347,6 +356,7 @@ impl Stage for Evolve {
                     Outcome::Keep(it)
                 }
             })
+            .chain(missing)
             .collect()
     }
 }

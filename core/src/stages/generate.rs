@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::config::{check_template, CheckScope, ConfigError, StageColumns, StageConfig};
 use super::model_call::{model_call_config, ModelCall};
 use super::variations::{self, Variations};
-use super::{Item, Outcome, Stage, StageContext, StageError};
+use super::{llm, Item, Outcome, Stage, StageContext, StageError};
 use crate::backend::{Backend, GenRequest};
 use crate::record::{record_id, ChatMessage};
 use crate::template::PromptTemplate;
@@ -151,6 +151,15 @@ impl Stage for Generate {
                 return vec![Outcome::Failed(self.ctx.failure(&item, &self.name, msg))];
             }
         };
+        let missing = llm::missing_samples(
+            &self.ctx,
+            &item,
+            &self.name,
+            &self.backend,
+            &resp,
+            self.call.samples(),
+            "",
+        );
         let n = resp.choices.len().max(1) as u64;
         resp.choices
             .into_iter()
@@ -203,6 +212,7 @@ impl Stage for Generate {
                     .insert("completion".into(), Value::String(choice.text));
                 Outcome::Keep(it)
             })
+            .chain(missing)
             .collect()
     }
 }

@@ -140,6 +140,26 @@ pub fn fail(ctx: &StageContext, item: &Item, stage: &str, msg: impl std::fmt::Di
     Outcome::Failed(ctx.failure(item, stage, error))
 }
 
+/// One failure row per sample of an `asked`-sample call that the backend did not return, even
+/// after asking again (see [`Backend::generate`]): a short reply never makes samples vanish.
+/// `what` prefixes the reason (`"draft: "`, `"answer: "`) where a stage makes several calls.
+pub fn missing_samples(
+    ctx: &StageContext,
+    item: &Item,
+    stage: &str,
+    backend: &Backend,
+    resp: &GenResponse,
+    asked: u32,
+    what: &str,
+) -> Vec<Outcome> {
+    let Some(short) = backend.shortfall(resp, asked) else {
+        return Vec::new();
+    };
+    (resp.choices.len()..asked.max(1) as usize)
+        .map(|i| fail(ctx, item, stage, format!("{what}sample {i}: {short}")))
+        .collect()
+}
+
 /// The instruction of a row: the rendered `template` if given, else the `instruction_column`
 /// value (default `instruction`) from the item's context.
 pub fn instruction(

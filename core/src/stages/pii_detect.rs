@@ -201,36 +201,6 @@ pub fn redact(text: &str, enabled: &[Kind], counts: &mut BTreeMap<String, u64>) 
     out
 }
 
-/// A raw seed row about to be stored where no `pii` stage will see it (`failures/`): a row that
-/// parses as JSON with every string redacted; anything else (a torn line, where a detector could
-/// miss half an address) only as its SHA-256 and length.
-pub fn redact_raw_row(raw: &str, enabled: &[Kind]) -> String {
-    fn strings(v: &mut serde_json::Value, enabled: &[Kind], counts: &mut BTreeMap<String, u64>) {
-        match v {
-            serde_json::Value::String(s) => *s = redact(s, enabled, counts),
-            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strings(x, enabled, counts)),
-            serde_json::Value::Object(o) => {
-                o.values_mut().for_each(|x| strings(x, enabled, counts))
-            }
-            _ => {}
-        }
-    }
-    match serde_json::from_str::<serde_json::Value>(raw) {
-        Ok(mut v) => {
-            strings(&mut v, enabled, &mut BTreeMap::new());
-            v.to_string()
-        }
-        Err(_) => {
-            use sha2::{Digest, Sha256};
-            let digest = hex::encode(Sha256::digest(raw.as_bytes()));
-            format!(
-                "[unparsable row withheld (pii stage): sha256 {digest}, {} bytes]",
-                raw.len()
-            )
-        }
-    }
-}
-
 /// The kinds named in `names` (counter names), or an error naming the unknown one.
 pub fn kinds_named(names: &[String]) -> Result<Vec<Kind>, String> {
     names
@@ -251,24 +221,6 @@ mod tests {
     fn all(text: &str) -> (String, BTreeMap<String, u64>) {
         let mut c = BTreeMap::new();
         (redact(text, KINDS, &mut c), c)
-    }
-
-    #[test]
-    fn raw_rows_are_redacted_or_withheld() {
-        let parsed = redact_raw_row(r#"{"a": ["mail jane.roe@example.com"], "n": 3}"#, KINDS);
-        assert_eq!(parsed, r#"{"a":["mail [EMAIL]"],"n":3}"#);
-        let torn = "{\"text\": \"call (555) 123-4567";
-        let withheld = redact_raw_row(torn, KINDS);
-        assert!(!withheld.contains("(555) 123-4567"), "{withheld}");
-        assert!(
-            withheld.contains("sha256 ") && withheld.contains(&format!("{} bytes", torn.len())),
-            "{withheld}"
-        );
-        assert_eq!(
-            withheld,
-            redact_raw_row(torn, KINDS),
-            "stable for the same line"
-        );
     }
 
     #[test]

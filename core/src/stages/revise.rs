@@ -256,12 +256,13 @@ impl Revise {
         Outcome::Keep(item)
     }
 
-    /// Drafts `samples` answers from the template.
+    /// Drafts `samples` answers from the template, with a failure row for each draft the
+    /// backend did not return.
     async fn drafts(
         &self,
         mut item: Item,
         t: &PromptTemplate,
-    ) -> Result<Vec<(Item, String)>, Outcome> {
+    ) -> Result<(Vec<(Item, String)>, Vec<Outcome>), Outcome> {
         let prompt = t
             .render(&Value::Object(item.context.clone()))
             .map_err(|e| llm::fail(&self.ctx, &item, &self.name, e))?;
@@ -281,7 +282,16 @@ impl Revise {
             .map_err(|e| llm::fail(&self.ctx, &item, &self.name, format!("draft: {e}")))?;
         item.context
             .insert("prompt".into(), Value::String(prompt.clone()));
-        Ok(resp
+        let missing = llm::missing_samples(
+            &self.ctx,
+            &item,
+            &self.name,
+            &self.backend,
+            &resp,
+            self.call.samples(),
+            "draft: ",
+        );
+        let drafts = resp
             .choices
             .iter()
             .enumerate()
@@ -292,7 +302,8 @@ impl Revise {
                 llm::set_lineage(r, &self.backend, &self.call, &resp, Some(t));
                 (it, prompt.clone())
             })
-            .collect())
+            .collect();
+        Ok((drafts, missing))
     }
 }
 
@@ -319,7 +330,7 @@ impl Stage for Revise {
     }
 
     async fn process(&self, item: Item) -> Vec<Outcome> {
-        let work = match &self.template {
+        let (work, missing) = match &self.template {
             Some(t) => match self.drafts(item, t).await {
                 Ok(w) => w,
                 Err(failed) => return vec![failed],
@@ -339,9 +350,12 @@ impl Stage for Revise {
                             .and_then(|v| v.as_str().map(String::from))
                     })
                     .unwrap_or_default();
-                vec![(item, prompt)]
+                (vec![(item, prompt)], Vec::new())
             }
         };
-        futures::future::join_all(work.into_iter().map(|(it, p)| self.rounds(it, p))).await
+        let mut out =
+            futures::future::join_all(work.into_iter().map(|(it, p)| self.rounds(it, p))).await;
+        out.extend(missing);
+        out
     }
 }

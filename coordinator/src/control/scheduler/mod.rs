@@ -257,6 +257,23 @@ impl Scheduler {
             .max(1) as u32
     }
 
+    /// The share of `job_id`'s per-minute budgets a worker takes when it leases one of its
+    /// tasks, before any heartbeat: every live worker may be starting on the job at the same
+    /// moment, so all of them count (at least the job's lease holders). Heartbeats then refine
+    /// it to the lease holders ([`Scheduler::fleet_workers`]).
+    pub async fn starting_fleet(&self, job_id: &str) -> u32 {
+        let holders = self.fleet_workers(job_id).await;
+        let inner = self.inner.lock().await;
+        let now = now_ms();
+        let recent = (self.heartbeat_interval_ms * 5).max(10_000);
+        let live = inner
+            .workers
+            .values()
+            .filter(|w| now.saturating_sub(w.last_seen_ms) <= recent)
+            .count() as u32;
+        holders.max(live).max(1)
+    }
+
     /// Accepts a completion only from the current attempt; returns whether it was accepted.
     pub async fn complete(
         self: &Arc<Self>,
@@ -299,6 +316,14 @@ impl Scheduler {
         };
         if entry.record.state != JobState::Running {
             return Ok(Err(format!("job is {}", entry.record.state.as_str())));
+        }
+        if let Some(why) = outcome::completion_mismatch(t.slice.row_count, &stats) {
+            // Never a silently shorter dataset: the attempt fails (retried) and says why.
+            tracing::error!(job = job_id, task_id, attempt, worker, %why, "completion refused");
+            drop(inner);
+            self.fail(worker, job_id, task_id, attempt, &why, false)
+                .await?;
+            return Ok(Err(why));
         }
         inner.completing.insert(key.clone());
         drop(inner);

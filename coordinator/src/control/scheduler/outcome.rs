@@ -29,7 +29,7 @@ pub(super) fn judge(
         .filter(|t| t.state == TaskState::Failed)
         .collect();
     let failed_task_rows: u64 = failed.iter().map(|t| t.slice.row_count).sum();
-    let failed_rows = stats.rows_failed + failed_task_rows;
+    let failed_rows = stats.seed_rows_failed() + failed_task_rows;
     let fraction = if seed_rows == 0 {
         0.0
     } else {
@@ -84,6 +84,31 @@ pub(super) fn judge(
     }
 }
 
+/// Why a task's completion cannot be accepted as it stands, or `None` when its seed rows add
+/// up: the worker read exactly the rows the planner gave the task (a truncated or replaced input
+/// object, or a reader bug, would otherwise make a silently shorter dataset), and every one of
+/// them is output, removed or failed. The caller fails the attempt instead (retried).
+pub(super) fn completion_mismatch(planned_rows: u64, stats: &TaskStats) -> Option<String> {
+    let s = &stats.seeds;
+    if stats.rows_in != planned_rows {
+        return Some(format!(
+            "completion refused: the task covers {planned_rows} seed row(s) but the worker read {}",
+            stats.rows_in
+        ));
+    }
+    if s.total() != stats.rows_in {
+        return Some(format!(
+            "completion refused: {} seed row(s) in, but {} output + {} removed + {} failed = {}",
+            stats.rows_in,
+            s.output,
+            s.removed_total(),
+            s.failed_total(),
+            s.total()
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +140,47 @@ mod tests {
             rows_failed,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn failed_seed_rows_count_once_whatever_their_failure_records() {
+        // Three seed rows failed, two of them with two samples each: five failure records.
+        let mut s = stats(5);
+        s.rows_in = 1000;
+        s.seeds.output = 997;
+        s.seeds.failed.insert("generate".into(), 3);
+        let tasks = vec![task(0, 1000, TaskState::Done, "")];
+        let budget = SchedulingSpec::default();
+        let (state, _) = judge(1000, &budget, &tasks, &s, &BTreeMap::new());
+        assert_eq!(state, JobState::Succeeded, "3 of 1000 is within 1%");
+        s.seeds.output = 985;
+        s.seeds.failed.insert("generate".into(), 15);
+        let (state, error) = judge(1000, &budget, &tasks, &s, &BTreeMap::new());
+        assert_eq!(state, JobState::Failed);
+        assert!(error.contains("15 of 1000 seed rows failed"), "{error}");
+    }
+
+    #[test]
+    fn a_completion_must_cover_the_planned_rows_and_account_for_each() {
+        let mut s = TaskStats {
+            rows_in: 10,
+            ..Default::default()
+        };
+        s.seeds.output = 7;
+        s.seeds.removed.insert("judge".into(), 2);
+        s.seeds.failed.insert("generate".into(), 1);
+        assert_eq!(completion_mismatch(10, &s), None);
+        let short = completion_mismatch(12, &s).expect("two rows were never read");
+        assert!(
+            short.contains("covers 12 seed row(s) but the worker read 10"),
+            "{short}"
+        );
+        s.seeds.output = 6;
+        let lost = completion_mismatch(10, &s).expect("a row went nowhere");
+        assert!(
+            lost.contains("10 seed row(s) in, but 6 output + 2 removed + 1 failed = 9"),
+            "{lost}"
+        );
     }
 
     #[test]

@@ -151,6 +151,10 @@ fn stats() -> TaskStats {
     TaskStats {
         rows_in: 1,
         rows_out: 1,
+        seeds: synthforge_core::stats::SeedOutcomes {
+            output: 1,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -515,5 +519,52 @@ async fn resubmitting_a_job_whose_input_changed_is_refused_naming_the_file() {
         h.view(&first.record.id).await.record.tasks_total,
         2,
         "job untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_completion_short_of_the_planned_rows_is_refused_and_the_task_retried() {
+    let h = Harness::new();
+    let job = h.submit("short", 1, LONG_LEASE_S, 3).await;
+    let l = h.lease("w1").await;
+    // The task covers one seed row; the worker read none (a changed input object).
+    let read_none = TaskStats::default();
+    let refused = h
+        .sched
+        .complete("w1", &job, l.task_id, l.attempt, files(&l), read_none)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        refused.contains("covers 1 seed row(s) but the worker read 0"),
+        "{refused}"
+    );
+    let t = h.stored(&job, l.task_id).await;
+    assert_eq!(t.state, TaskState::Pending, "retried: {t:?}");
+    assert!(t.files.is_empty(), "nothing of the refused attempt is kept");
+    assert!(t.last_error.contains("completion refused"), "{t:?}");
+    // Rows read but not all accounted for: refused alike.
+    let l = h.lease("w1").await;
+    let unaccounted = TaskStats {
+        rows_in: 1,
+        rows_out: 1,
+        ..Default::default()
+    };
+    let refused = h
+        .sched
+        .complete("w1", &job, l.task_id, l.attempt, files(&l), unaccounted)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        refused.contains("1 seed row(s) in, but 0 output"),
+        "{refused}"
+    );
+    // A whole completion is accepted.
+    let l = h.lease("w1").await;
+    h.complete("w1", &l).await.unwrap();
+    assert_eq!(
+        h.wait_terminal(&job).await.record.state,
+        JobState::Succeeded
     );
 }
