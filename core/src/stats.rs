@@ -114,7 +114,7 @@ impl TaskStats {
     /// Failed seed rows: from the per-seed-row outcomes, or (stats of a worker that did not
     /// report them) the failure records.
     pub fn seed_rows_failed(&self) -> u64 {
-        if self.seeds.total() == 0 && self.rows_in > 0 {
+        if self.seeds.total() == 0 {
             self.rows_failed
         } else {
             self.seeds.failed_total()
