@@ -136,6 +136,19 @@ fn clean(s: &Option<String>) -> String {
     s.as_deref().unwrap_or("").trim().to_string()
 }
 
+/// The columns of every taxonomy seed row ([`TaxonomyEntry::to_columns`]): known before any
+/// leaf is read, so a stage naming another column is refused at once.
+pub const SEED_COLUMNS: [&str; 8] = [
+    "taxonomy_path",
+    "kind",
+    "task_description",
+    "domain",
+    "created_by",
+    "seed_examples",
+    "document_outline",
+    "document",
+];
+
 /// Keys a leaf may have at the top level, in a seed example, and in a knowledge Q&A.
 const TOP_KEYS: [&str; 7] = [
     "version",
@@ -148,34 +161,6 @@ const TOP_KEYS: [&str; 7] = [
 ];
 const EXAMPLE_KEYS: [&str; 4] = ["context", "questions_and_answers", "question", "answer"];
 const QA_KEYS: [&str; 2] = ["question", "answer"];
-
-/// Levenshtein distance on characters (short key names only).
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-/// The known key closest to `key` (spaces, dashes and case aside), if it is close enough to
-/// be a misspelling.
-fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    let norm = key.trim().to_ascii_lowercase().replace([' ', '-'], "_");
-    known
-        .iter()
-        .map(|k| (distance(&norm, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
 
 /// Unknown keys of one mapping, as an error naming `at`, the key, and a suggestion.
 fn unknown_keys(map: &serde_norway::Mapping, known: &[&str], at: &str) -> Result<(), String> {
@@ -190,10 +175,7 @@ fn unknown_keys(map: &serde_norway::Mapping, known: &[&str], at: &str) -> Result
         if known.contains(&name.as_str()) {
             continue;
         }
-        let hint = match suggest(&name, known) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => format!("known keys: {}", known.join(", ")),
-        };
+        let hint = crate::suggest::hint(&name, known);
         return Err(format!("unknown key `{name}`{at} ({hint})"));
     }
     Ok(())
@@ -356,7 +338,7 @@ impl TaxonomyEntry {
             && self.seed_examples.iter().any(|e| e.context.is_some())
     }
 
-    /// The seed-row columns templates and stages read.
+    /// The seed-row columns templates and stages read (their names: [`SEED_COLUMNS`]).
     pub fn to_columns(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("taxonomy_path".into(), json!(self.taxonomy_path));
@@ -623,12 +605,22 @@ mod tests {
         let err = parse_qna(far, "compositional_skills/x")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("known keys: version"), "{err}");
-        assert_eq!(
-            suggest("Task-Description", &TOP_KEYS),
-            Some("task_description")
-        );
-        assert_eq!(suggest("created", &TOP_KEYS), None);
+        assert!(err.contains("known: `version`"), "{err}");
+    }
+
+    #[test]
+    fn seed_columns_are_the_row_columns() {
+        let e = parse_qna(
+            "seed_examples:\n  - question: q?\n    answer: a.\n",
+            "compositional_skills/x",
+        )
+        .unwrap();
+        let columns = e.to_columns();
+        let mut keys: Vec<&str> = columns.keys().map(String::as_str).collect();
+        let mut want = SEED_COLUMNS.to_vec();
+        keys.sort();
+        want.sort();
+        assert_eq!(keys, want);
     }
 
     #[test]
