@@ -176,12 +176,15 @@ fn taxonomy_fixtures_parse_ground_prompts_and_generate_pairs() {
             .collect();
         assert_eq!(rows.len(), 2, "{skill}");
         if skill.contains("/grounded/") {
-            // A grounded skill's row keeps the text its question is about, in the row and in
-            // the training prompt.
+            // A grounded skill's row keeps the text its question is about, and the prompt that
+            // produced it carried the seed examples' contexts.
             for r in &rows {
-                let context = col(r, "context");
-                assert!(!context.is_empty(), "row {} has an empty context", r.id);
-                assert!(col(r, "messages").contains(context), "{:?}", r.columns);
+                assert!(
+                    !col(r, "context").is_empty(),
+                    "row {} has an empty context",
+                    r.id
+                );
+                assert!(col(r, "prompt").contains("[CONTEXT]"), "{:?}", r.columns);
             }
         }
         assert_eq!(
@@ -324,7 +327,7 @@ fn taxonomy_edges_are_read_grounded_or_refused_with_a_reason() {
         .collect();
     assert_eq!(ical_rows.len(), 1, "{:?}", output.rows);
     assert!(col(ical_rows[0], "context").contains("LOCATION:Hall 2"));
-    assert!(col(ical_rows[0], "messages").contains("LOCATION:Hall 2"));
+    assert!(col(ical_rows[0], "prompt").contains("SUMMARY:Quarterly planning"));
 
     let failure = |leaf: &str| {
         output
