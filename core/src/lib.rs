@@ -15,6 +15,7 @@ pub mod spec;
 pub mod stages;
 pub mod stats;
 pub mod storage;
+pub mod suggest;
 pub mod template;
 
 /// Milliseconds since the Unix epoch (timestamps in state and manifests).

@@ -21,12 +21,14 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/taxonomy")
 }
 
-/// Knowledge prompts get a JSON list of 2 pairs, skill prompts 2 `Q:`/`A:` blocks, and the
+/// Knowledge prompts get a JSON list of 2 pairs, skill prompts 2 `Q:`/`A:` blocks (with a
+/// `Context:` line for the grounded skill, whose prompt asks for one), and the
 /// causal-reasoning leaf a reply without any pair.
 fn write_rules(dir: &Path) -> PathBuf {
     let rules = serde_json::json!([
         {"contains": "causal relationships", "reply": UNPARSABLE},
         {"contains": "<context>", "reply": "Here you go:\n```json\n[{\"question\": \"Which family does the bird belong to?\", \"answer\": \"It is a member of the Paridae family.\"}, {\"question\": \"What does it eat?\", \"answer\": \"Insects and seeds.\"}]\n```"},
+        {"contains": "the text the question is about", "reply": "1. Context: The cat sat on the mat.\nQ: Rewrite: The cat sat on the mat.\nA: A cat was sitting on the mat.\n\n2. Context: The quick fox ran.\nQ: Give a synonym for quick.\nA: Fast."},
         {"contains": "teaches this skill", "reply": "1. Q: Rewrite: The cat sat on the mat.\nA: A cat was sitting on the mat.\n\n2. Q: Give a synonym for quick.\nA: Fast."}
     ]);
     let p = dir.join("rules.json");
@@ -173,6 +175,18 @@ fn taxonomy_fixtures_parse_ground_prompts_and_generate_pairs() {
             .filter(|r| col(r, "taxonomy_path") == skill)
             .collect();
         assert_eq!(rows.len(), 2, "{skill}");
+        if skill.contains("/grounded/") {
+            // A grounded skill's row keeps the text its question is about, and the prompt that
+            // produced it carried the seed examples' contexts.
+            for r in &rows {
+                assert!(
+                    !col(r, "context").is_empty(),
+                    "row {} has an empty context",
+                    r.id
+                );
+                assert!(col(r, "prompt").contains("[CONTEXT]"), "{:?}", r.columns);
+            }
+        }
         assert_eq!(
             col(
                 rows.iter()
@@ -250,4 +264,118 @@ fn knowledge_grounded_in_local_documents() {
         .rows
         .iter()
         .any(|r| col(r, "context").contains(marker)));
+}
+
+fn edges() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/taxonomy_edges")
+}
+
+/// The reader's edges end to end: a version 1 knowledge leaf is read and grounded in its
+/// contexts, merge keys give every `ical` example its calendar (in the prompt and in each row),
+/// and the leaves that cannot be used are failures that say why (a misspelt key with the key
+/// meant, an unknown format version, knowledge with nothing to ground it in).
+#[test]
+fn taxonomy_edges_are_read_grounded_or_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = serde_json::json!([
+        {"contains": "<context>", "reply": "```json\n[{\"question\": \"Who printed with movable type in Mainz?\", \"answer\": \"Gutenberg.\"}]\n```"},
+        {"contains": "the text the question is about", "reply": "1. Context: SUMMARY:Board review\nLOCATION:Hall 2\nQ: Where is the event in this ICS file?\nA: Hall 2."}
+    ]);
+    let rules_file = dir.path().join("rules.json");
+    std::fs::write(&rules_file, rules.to_string()).unwrap();
+    let mock = MockBackend::start(&["--record", "--reply-rules", rules_file.to_str().unwrap()]);
+    let out = dir.path().join("out");
+    let job = dir.path().join("job.yaml");
+    let yaml =
+        job_yaml(&edges(), &mock.url(), &out, None) + "scheduling:\n  max_failed_fraction: 1.0\n";
+    std::fs::write(&job, yaml).unwrap();
+    synthforge(["run"])
+        .arg(&job)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["--no-progress"])
+        .run_to_end(RUN_TIMEOUT)
+        .assert_success();
+
+    let prompts = user_messages(&mock);
+    let ical: Vec<&String> = prompts.iter().filter(|p| p.contains("ICS file")).collect();
+    assert_eq!(ical.len(), 1, "{prompts:#?}");
+    // Every merged example carries the calendar: three examples, three calendars.
+    assert_eq!(
+        ical[0].matches("SUMMARY:Quarterly planning").count(),
+        3,
+        "{}",
+        ical[0]
+    );
+    assert!(prompts.iter().any(|p| p.contains("Johannes Gutenberg")));
+
+    let output = read_output(&out);
+    let press: Vec<&OutputRow> = output
+        .rows
+        .iter()
+        .filter(|r| col(r, "taxonomy_path") == "knowledge/history/printing_press_v1")
+        .collect();
+    // Two passages (two examples share the first context), one pair each.
+    assert_eq!(press.len(), 2, "{:?}", output.rows);
+    assert!(press
+        .iter()
+        .all(|r| col(r, "context").contains("Gutenberg")));
+    let ical_rows: Vec<&OutputRow> = output
+        .rows
+        .iter()
+        .filter(|r| col(r, "taxonomy_path").ends_with("named_entities/ical"))
+        .collect();
+    assert_eq!(ical_rows.len(), 1, "{:?}", output.rows);
+    assert!(col(ical_rows[0], "context").contains("LOCATION:Hall 2"));
+    assert!(col(ical_rows[0], "prompt").contains("SUMMARY:Quarterly planning"));
+
+    let failure = |leaf: &str| {
+        output
+            .failures
+            .iter()
+            .find(|f| f.seed_id.as_deref() == Some(leaf))
+            .unwrap_or_else(|| panic!("no failure for {leaf}: {:?}", output.failures))
+            .error
+            .clone()
+    };
+    let e = failure("compositional_skills/linguistics/misspelt");
+    assert!(
+        e.contains("unknown key `seed examples`") && e.contains("did you mean `seed_examples`?"),
+        "{e}"
+    );
+    let e = failure("knowledge/history/future_version");
+    assert!(e.contains("version") && e.contains("4"), "{e}");
+    let e = failure("knowledge/history/abacus_v2_no_context");
+    assert!(e.contains("document_dir"), "{e}");
+    assert_eq!(output.failures.len(), 3, "{:?}", output.failures);
+}
+
+/// `validate` parses every leaf, not only the first task's, and reports every bad one at once.
+#[test]
+fn validate_reports_every_bad_leaf_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.yaml");
+    let yaml = job_yaml(
+        &edges(),
+        "http://127.0.0.1:9/v1",
+        &dir.path().join("out"),
+        None,
+    )
+    .replace("rows_per_task: 2", "rows_per_task: 1");
+    std::fs::write(&job, yaml).unwrap();
+    let done = synthforge(["validate"]).arg(&job).run_to_end(QUICK_TIMEOUT);
+    done.assert_failure();
+    let text = done.combined();
+    for expected in [
+        "did you mean `seed_examples`?",
+        "future_version",
+        "not valid: 2 problems",
+        "taxonomy with 5 qna.yaml file(s), 2 unreadable",
+    ] {
+        assert!(
+            text.contains(expected),
+            "missing {expected:?}\n{}",
+            done.describe()
+        );
+    }
 }

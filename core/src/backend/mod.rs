@@ -13,6 +13,7 @@
 pub mod credentials;
 pub mod endpoint;
 pub mod limiter;
+pub mod models;
 pub mod openai;
 pub mod pool;
 pub mod ratelimit;

@@ -10,7 +10,10 @@
 
 mod lines;
 mod parquet_file;
+pub mod sniff;
 pub mod taxonomy;
+
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
@@ -18,7 +21,7 @@ use crate::spec::input::{InputFormat, InputSpec};
 use crate::storage::{self, Location, StorageError};
 
 pub use lines::split_lines;
-pub use parquet_file::{parquet_row_groups, ObjectReader};
+pub use parquet_file::{parquet_columns, parquet_row_groups, ObjectReader};
 
 /// Where a task's rows live. Mirrors the wire `TaskInput` so core does not depend on proto.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -164,6 +167,50 @@ pub fn preview_slice(
             Some(lines::preview_slice(format, object_url, object_size, rows))
         }
         InputFormat::Taxonomy => None,
+    }
+}
+
+/// Lines of a JSONL object read for its columns: keys that appear in none of them are taken as
+/// absent (a stage naming one would read nothing from every sampled row).
+pub const COLUMN_SAMPLE_ROWS: u64 = 200;
+
+/// The seed rows' columns as far as the input tells them without reading it all: a text
+/// input's one column, a taxonomy's fixed columns, the Parquet schema in `object`'s footer, or
+/// the keys of the first [`COLUMN_SAMPLE_ROWS`] lines of a JSONL `object` (of `size` bytes).
+/// `None` when a JSONL sample holds no readable row: nothing can be said then.
+pub async fn seed_columns(
+    input: &InputSpec,
+    object: &Location,
+    size: u64,
+) -> Result<Option<BTreeSet<String>>, SeedError> {
+    match input.format {
+        InputFormat::Text => Ok(Some(BTreeSet::from([input.text_column.clone()]))),
+        InputFormat::Taxonomy => Ok(Some(
+            taxonomy::SEED_COLUMNS
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        )),
+        InputFormat::Parquet => Ok(Some(
+            parquet_file::parquet_columns(object)
+                .await?
+                .into_iter()
+                .collect(),
+        )),
+        InputFormat::Jsonl => {
+            let slice = lines::preview_slice(input.format, &object.url, size, COLUMN_SAMPLE_ROWS);
+            let rows = lines::read_lines(input, &slice, object).await?;
+            let keys: BTreeSet<String> = rows
+                .iter()
+                .filter_map(|r| match r {
+                    SeedItem::Row(row) => Some(row.columns.keys().cloned()),
+                    SeedItem::Bad(_) => None,
+                })
+                .flatten()
+                .collect();
+            let any_row = rows.iter().any(|r| matches!(r, SeedItem::Row(_)));
+            Ok(any_row.then_some(keys))
+        }
     }
 }
 

@@ -352,6 +352,23 @@ pub async fn parquet_row_groups(loc: &Location) -> Result<Vec<u64>, SeedError> {
         .collect())
 }
 
+/// Reads only the footer: the file's top-level column names, as the row reader names them.
+pub async fn parquet_columns(loc: &Location) -> Result<Vec<String>, SeedError> {
+    let mut reader = ObjectReader::new(loc.store.clone(), loc.path.clone());
+    let meta = reader
+        .get_metadata(None)
+        .await
+        .map_err(|e| parquet_error(&loc.url, e))?;
+    Ok(meta
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,12 @@
 //! can be traced back to its leaf. Knowledge entries name a `document` in git; it is kept as a
 //! column but never fetched: grounding comes from the seed `context` blocks and, when a job
 //! sets `document_dir`, from local markdown files chunked by [`chunk_markdown`].
+//!
+//! Older leaves are read too: knowledge written before version 3 has one `question`/`answer`
+//! per seed example with an optional `context` (examples sharing a context become one
+//! passage); one without any context reads, and `taxonomy_qa` refuses it unless
+//! `document_dir` grounds it. YAML merge keys (`<<: *anchor`) are applied before the fields
+//! are read, and a key the format does not have is an error with the closest known key.
 
 use object_store::ObjectStoreExt;
 use serde::Deserialize;
@@ -130,6 +136,80 @@ fn clean(s: &Option<String>) -> String {
     s.as_deref().unwrap_or("").trim().to_string()
 }
 
+/// The columns of every taxonomy seed row ([`TaxonomyEntry::to_columns`]): known before any
+/// leaf is read, so a stage naming another column is refused at once.
+pub const SEED_COLUMNS: [&str; 8] = [
+    "taxonomy_path",
+    "kind",
+    "task_description",
+    "domain",
+    "created_by",
+    "seed_examples",
+    "document_outline",
+    "document",
+];
+
+/// Keys a leaf may have at the top level, in a seed example, and in a knowledge Q&A.
+const TOP_KEYS: [&str; 7] = [
+    "version",
+    "created_by",
+    "domain",
+    "task_description",
+    "seed_examples",
+    "document_outline",
+    "document",
+];
+const EXAMPLE_KEYS: [&str; 4] = ["context", "questions_and_answers", "question", "answer"];
+const QA_KEYS: [&str; 2] = ["question", "answer"];
+
+/// Unknown keys of one mapping, as an error naming `at`, the key, and a suggestion.
+fn unknown_keys(map: &serde_norway::Mapping, known: &[&str], at: &str) -> Result<(), String> {
+    for k in map.keys() {
+        let name = match k {
+            serde_norway::Value::String(s) => s.clone(),
+            other => serde_norway::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        };
+        if known.contains(&name.as_str()) {
+            continue;
+        }
+        let hint = crate::suggest::hint(&name, known);
+        return Err(format!("unknown key `{name}`{at} ({hint})"));
+    }
+    Ok(())
+}
+
+/// Refuses keys the format does not have, so a misspelt `seed examples:` is reported as
+/// such rather than as a leaf without examples.
+fn check_keys(value: &serde_norway::Value) -> Result<(), String> {
+    let Some(top) = value.as_mapping() else {
+        return Err("expected a mapping at the top level".into());
+    };
+    unknown_keys(top, &TOP_KEYS, "")?;
+    let examples = top
+        .get("seed_examples")
+        .and_then(serde_norway::Value::as_sequence);
+    for (i, ex) in examples.into_iter().flatten().enumerate() {
+        let Some(ex) = ex.as_mapping() else { continue };
+        unknown_keys(ex, &EXAMPLE_KEYS, &format!(" in `seed_examples[{i}]`"))?;
+        let qas = ex
+            .get("questions_and_answers")
+            .and_then(serde_norway::Value::as_sequence);
+        for (j, qa) in qas.into_iter().flatten().enumerate() {
+            if let Some(qa) = qa.as_mapping() {
+                unknown_keys(
+                    qa,
+                    &QA_KEYS,
+                    &format!(" in `seed_examples[{i}].questions_and_answers[{j}]`"),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses one `qna.yaml`. `taxonomy_path` is its folder relative to the taxonomy root (e.g.
 /// `knowledge/science/animals/birds/black_capped_chickadee`); errors name it and the field.
 pub fn parse_qna(text: &str, taxonomy_path: &str) -> Result<TaxonomyEntry, TaxonomyError> {
@@ -141,7 +221,13 @@ pub fn parse_qna(text: &str, taxonomy_path: &str) -> Result<TaxonomyEntry, Taxon
     let kind = TaxonomyKind::of_path(taxonomy_path).ok_or_else(|| {
         err("not under `knowledge/`, `compositional_skills/` or `foundational_skills/`".into())
     })?;
-    let raw: RawQna = serde_norway::from_str(text).map_err(|e| err(e.to_string()))?;
+    // Merge keys (`<<: *anchor`) are resolved on the parsed value: deserializing directly
+    // would drop the merged fields silently.
+    let mut value: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| err(e.to_string()))?;
+    value.apply_merge().map_err(|e| err(e.to_string()))?;
+    check_keys(&value).map_err(err)?;
+    let raw: RawQna = serde_norway::from_value(value).map_err(|e| err(e.to_string()))?;
     if let Some(v) = raw.version {
         if !(1..=3).contains(&v) {
             return Err(err(format!(
@@ -162,7 +248,36 @@ pub fn parse_qna(text: &str, taxonomy_path: &str) -> Result<TaxonomyEntry, Taxon
             .as_ref()
             .map(|c| c.trim().to_string())
             .filter(|c| !c.is_empty());
-        let pairs = if kind == TaxonomyKind::Knowledge {
+        // Knowledge before version 3 (and unversioned leaves written that way): one
+        // `question`/`answer` per example, `context` optional; the example has no
+        // `questions_and_answers`. Examples sharing a context are grouped below.
+        let pre_v3 = raw.version.is_none_or(|v| v < 3)
+            && ex.questions_and_answers.is_none()
+            && (ex.question.is_some() || ex.answer.is_some());
+        let pairs = if kind == TaxonomyKind::Knowledge && pre_v3 {
+            let (q, a) = (clean(&ex.question), clean(&ex.answer));
+            if q.is_empty() || a.is_empty() {
+                return Err(err(format!(
+                    "{}: needs a question and an answer (knowledge format version {})",
+                    at("question"),
+                    raw.version.map_or("1-2".to_string(), |v| v.to_string())
+                )));
+            }
+            let pair = QaPair {
+                question: q,
+                answer: a,
+            };
+            match examples.last_mut() {
+                Some(SeedExample {
+                    context: last,
+                    pairs,
+                }) if context.is_some() && *last == context => {
+                    pairs.push(pair);
+                    continue;
+                }
+                _ => vec![pair],
+            }
+        } else if kind == TaxonomyKind::Knowledge {
             if context.is_none() {
                 return Err(err(format!("{}: required for knowledge", at("context"))));
             }
@@ -216,7 +331,14 @@ pub fn parse_qna(text: &str, taxonomy_path: &str) -> Result<TaxonomyEntry, Taxon
 }
 
 impl TaxonomyEntry {
-    /// The seed-row columns templates and stages read.
+    /// A skill whose seed examples carry a `context`: its questions are about that text, so
+    /// every generated pair must keep one.
+    pub fn is_grounded_skill(&self) -> bool {
+        self.kind != TaxonomyKind::Knowledge
+            && self.seed_examples.iter().any(|e| e.context.is_some())
+    }
+
+    /// The seed-row columns templates and stages read (their names: [`SEED_COLUMNS`]).
     pub fn to_columns(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("taxonomy_path".into(), json!(self.taxonomy_path));
@@ -399,6 +521,106 @@ mod tests {
         assert!(e.contains("seed_examples[0].answer"), "{e}");
         let e = parse_qna(skill, "other/z").unwrap_err().to_string();
         assert!(e.contains("other/z"), "{e}");
+    }
+
+    fn edge(leaf: &str) -> String {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/taxonomy_edges"
+        );
+        std::fs::read_to_string(format!("{dir}/{leaf}/{QNA_FILE}")).unwrap()
+    }
+
+    #[test]
+    fn pre_v3_knowledge_is_read_and_grouped_by_context() {
+        let leaf = "knowledge/history/printing_press_v1";
+        let e = parse_qna(&edge(leaf), leaf).unwrap();
+        assert_eq!(e.kind, TaxonomyKind::Knowledge);
+        // Three v1 examples, two sharing a context: two passages, three pairs.
+        assert_eq!(e.seed_examples.len(), 2, "{:?}", e.seed_examples);
+        assert_eq!(e.seed_examples[0].pairs.len(), 2);
+        assert!(e.seed_examples[0]
+            .context
+            .as_deref()
+            .unwrap()
+            .starts_with("Johannes Gutenberg"));
+        assert_eq!(e.seed_examples[1].pairs[0].answer, "About 49.");
+        assert_eq!(e.document["patterns"][0], "printing_press.md");
+
+        // Without any context a v2 leaf still reads (pairs as examples, no passage).
+        let leaf = "knowledge/history/abacus_v2_no_context";
+        let e = parse_qna(&edge(leaf), leaf).unwrap();
+        assert_eq!(e.seed_examples.len(), 2);
+        assert!(e.seed_examples.iter().all(|x| x.context.is_none()));
+
+        // Version 3 keeps its own shape: `questions_and_answers` is required.
+        let v3 = "version: 3\nseed_examples:\n  - context: c\n    question: q\n    answer: a\n";
+        let err = parse_qna(v3, "knowledge/x").unwrap_err().to_string();
+        assert!(
+            err.contains("seed_examples[0].questions_and_answers"),
+            "{err}"
+        );
+        let bad = "version: 1\nseed_examples:\n  - context: c\n    question: q\n";
+        let err = parse_qna(bad, "knowledge/x").unwrap_err().to_string();
+        assert!(
+            err.contains("seed_examples[0].question") && err.contains("version 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn merge_keys_are_honoured() {
+        let leaf = "compositional_skills/extraction/named_entities/ical";
+        let e = parse_qna(&edge(leaf), leaf).unwrap();
+        assert_eq!(e.seed_examples.len(), 3);
+        for ex in &e.seed_examples {
+            let c = ex.context.as_deref().expect("merged context");
+            assert!(c.contains("SUMMARY:Quarterly planning"), "{c}");
+        }
+        // The merging example's own keys win over the anchor's.
+        assert_eq!(e.seed_examples[1].pairs[0].answer, "Room 4B");
+        assert!(e.is_grounded_skill());
+    }
+
+    #[test]
+    fn misspelt_keys_are_unknown_with_a_suggestion() {
+        let leaf = "compositional_skills/linguistics/misspelt";
+        let err = parse_qna(&edge(leaf), leaf).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown key `seed examples`")
+                && err.contains("did you mean `seed_examples`?")
+                && !err.contains("at least one example"),
+            "{err}"
+        );
+        let nested = "seed_examples:\n  - questoin: q\n    answer: a\n";
+        let err = parse_qna(nested, "compositional_skills/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key `questoin` in `seed_examples[0]`")
+                && err.contains("did you mean `question`?"),
+            "{err}"
+        );
+        let far = "zzz: 1\nseed_examples:\n  - question: q\n    answer: a\n";
+        let err = parse_qna(far, "compositional_skills/x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("known: `version`"), "{err}");
+    }
+
+    #[test]
+    fn seed_columns_are_the_row_columns() {
+        let e = parse_qna(
+            "seed_examples:\n  - question: q?\n    answer: a.\n",
+            "compositional_skills/x",
+        )
+        .unwrap();
+        let columns = e.to_columns();
+        let mut keys: Vec<&str> = columns.keys().map(String::as_str).collect();
+        let mut want = SEED_COLUMNS.to_vec();
+        keys.sort();
+        want.sort();
+        assert_eq!(keys, want);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::stages::columns::check_pipeline_columns;
+use crate::stages::columns::pipeline_column_problems;
 use crate::stages::config::CheckScope;
 
 /// Parses a job file strictly; failing that, as a spec stored by an earlier build, whose
@@ -92,7 +92,7 @@ impl JobSpec {
         })?;
         let mut spec = parse_strict_or_stored(text).map_err(|e| SpecError::Parse {
             file: file.to_string(),
-            message: e.to_string(),
+            message: crate::suggest::annotate_unknown(&e.to_string()),
         })?;
         spec.validate(file)?;
         spec.output.path = limits::normalise_output_path(&spec.output.path)
@@ -202,25 +202,67 @@ impl JobSpec {
     }
 
     /// Checks that every column a stage reads exists when it runs: among `seed_columns` (when
-    /// known), the columns earlier stages add, or the record's own fields. `synthforge validate`
-    /// calls it with the columns of the rows it read.
+    /// known), the columns earlier stages add, or the record's own fields; and that
+    /// `input.id_column` is a seed column. Returns the first problem; `synthforge validate`
+    /// reports them all with [`JobSpec::column_problems`].
     pub fn check_columns(
         &self,
         seed_columns: Option<&BTreeSet<String>>,
         file: &str,
     ) -> Result<(), SpecError> {
-        check_pipeline_columns(&self.pipeline, seed_columns).map_err(|e| SpecError::Invalid {
-            file: file.to_string(),
-            field: format!("pipeline[{}].{}", e.index, e.field),
-            message: e.message,
-        })
+        match self.column_problems(seed_columns, file).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    /// The seed columns when the spec alone tells them: a `text` input has its one column.
+    /// Every column problem of the job against `seed_columns` (the input's schema, when known),
+    /// each naming its field and suggesting the closest available column.
+    pub fn column_problems(
+        &self,
+        seed_columns: Option<&BTreeSet<String>>,
+        file: &str,
+    ) -> Vec<SpecError> {
+        let mut problems = Vec::new();
+        if let (Some(seed), Some(id)) = (seed_columns, &self.input.id_column) {
+            if self.input.format != InputFormat::Text && !seed.contains(id) {
+                let guess = crate::suggest::closest(id, &seed.iter().collect::<Vec<_>>())
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                problems.push(SpecError::Invalid {
+                    file: file.to_string(),
+                    field: "input.id_column".into(),
+                    message: format!(
+                        "no column `{id}` in the input{guess} (columns: {})",
+                        seed.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+        problems.extend(
+            pipeline_column_problems(&self.pipeline, seed_columns)
+                .into_iter()
+                .map(|e| SpecError::Invalid {
+                    file: file.to_string(),
+                    field: format!("pipeline[{}].{}", e.index, e.field),
+                    message: e.message,
+                }),
+        );
+        problems
+    }
+
+    /// The seed columns when the spec alone tells them: a `text` input has its one column, a
+    /// taxonomy's leaves always have the same columns.
     fn known_seed_columns(&self) -> Option<BTreeSet<String>> {
         match self.input.format {
             InputFormat::Text => Some(BTreeSet::from([self.input.text_column.clone()])),
-            InputFormat::Parquet | InputFormat::Jsonl | InputFormat::Taxonomy => None,
+            InputFormat::Taxonomy => Some(
+                crate::input::taxonomy::SEED_COLUMNS
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+            ),
+            InputFormat::Parquet | InputFormat::Jsonl => None,
         }
     }
 }
@@ -423,10 +465,94 @@ output: {path: /tmp/out}
                 .to_string();
             assert!(e.contains(field), "{stages}: {e}");
             assert!(
+                e.contains("(available: id, text, completion, prompt"),
+                "{stages}: {e}"
+            );
+            assert!(
                 spec.check_columns(None, "job.yaml").is_ok(),
                 "seed columns unknown"
             );
         }
+    }
+
+    #[test]
+    fn every_column_problem_is_listed_with_a_suggestion() {
+        let seed: BTreeSet<String> = ["text".to_string(), "id".to_string()].into();
+        let yaml = with_stages(
+            "  - {stage: pii, columns: [txt]}\n  - {stage: dedup, columns: [completoin, text]}\n",
+        )
+        .replace("format: jsonl}", "format: jsonl, id_column: ID}");
+        let spec = JobSpec::from_yaml(&yaml, "job.yaml").unwrap();
+        let problems: Vec<String> = spec
+            .column_problems(Some(&seed), "job.yaml")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(
+            problems[0].contains("input.id_column") && problems[0].contains("did you mean `id`?"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[1].contains("pipeline[1].columns")
+                && problems[1].contains("did you mean `text`?"),
+            "{}",
+            problems[1]
+        );
+        assert!(
+            problems[2].contains("pipeline[2].columns")
+                && problems[2].contains("did you mean `completion`?"),
+            "{}",
+            problems[2]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_stage_kinds_get_a_suggestion() {
+        for (from, to, meant) in [
+            ("seed: 3", "sede: 3", "did you mean `seed`?"),
+            ("format: jsonl", "format: jsonll", "did you mean `jsonl`?"),
+            (
+                "max_concurrency: auto",
+                "max_concurency: auto",
+                "did you mean `max_concurrency`?",
+            ),
+            (
+                "    variations:",
+                "    templte: x\n    variations:",
+                "did you mean `template`?",
+            ),
+            (
+                "stage: generate",
+                "stage: generte",
+                "did you mean `generate`?",
+            ),
+        ] {
+            let e = JobSpec::from_yaml(&GOOD.replace(from, to), "job.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(meant), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn taxonomy_input_knows_its_columns() {
+        let yaml = with_stages("  - {stage: dedup, columns: [task_descripton]}\n")
+            .replace("format: jsonl", "format: taxonomy")
+            .replace("Hi {{ text }}", "Hi {{ task_description }}");
+        let e = JobSpec::from_yaml(&yaml, "job.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pipeline[1].columns") && e.contains("did you mean `task_description`?"),
+            "{e}"
+        );
+        JobSpec::from_yaml(
+            &yaml.replace("task_descripton", "task_description"),
+            "job.yaml",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -21,47 +21,66 @@ pub struct ColumnError {
     pub message: String,
 }
 
-/// Checks the reads of every stage of `pipeline`. `seed_columns` are the seed rows' columns
-/// when known (a text input, or rows read by `synthforge validate`); when `None`, a column
-/// that no stage adds may still be a seed column and is not reported.
+/// Checks the reads of every stage of `pipeline` and returns the first problem; see
+/// [`pipeline_column_problems`].
 pub fn check_pipeline_columns(
     pipeline: &[StageSpec],
     seed_columns: Option<&BTreeSet<String>>,
 ) -> Result<(), ColumnError> {
-    let mut available: BTreeSet<String> = RECORD_FIELDS.iter().map(|c| c.to_string()).collect();
-    let mut added: Vec<String> = Vec::new();
+    match pipeline_column_problems(pipeline, seed_columns)
+        .into_iter()
+        .next()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every read of a column that is not there when its stage runs, in pipeline order.
+/// `seed_columns` are the seed rows' columns when known (a text input, the input's schema, or
+/// rows read by `synthforge validate`); when `None`, a column that no stage adds may still be
+/// a seed column and is not reported. Each message lists the columns available at that stage
+/// and suggests the closest one.
+pub fn pipeline_column_problems(
+    pipeline: &[StageSpec],
+    seed_columns: Option<&BTreeSet<String>>,
+) -> Vec<ColumnError> {
+    let mut problems = Vec::new();
+    // Seed columns first (what the user wrote), then the record's fields, then what stages add.
+    let mut available: Vec<String> = seed_columns
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    for c in RECORD_FIELDS {
+        if !available.iter().any(|a| a == c) {
+            available.push(c.to_string());
+        }
+    }
     for (index, stage) in pipeline.iter().enumerate() {
         let columns = stage.config().columns();
-        if let Some(seed) = seed_columns {
+        if seed_columns.is_some() {
             for read in &columns.reads {
-                if available.contains(&read.column) || seed.contains(&read.column) {
+                if available.contains(&read.column) {
                     continue;
                 }
-                let seed_list = seed.iter().cloned().collect::<Vec<_>>().join(", ");
-                let mut others: Vec<&str> = RECORD_FIELDS.to_vec();
-                others.extend(added.iter().map(String::as_str));
-                return Err(ColumnError {
+                let guess = crate::suggest::closest(&read.column, &available)
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                problems.push(ColumnError {
                     index,
                     field: read.field.clone(),
                     message: format!(
-                        "column `{}` is neither a seed column ({}) nor added by an earlier \
-                         stage or the record ({})",
+                        "no column `{}` when this stage runs{guess} (available: {})",
                         read.column,
-                        if seed_list.is_empty() {
-                            "none"
-                        } else {
-                            &seed_list
-                        },
-                        others.join(", ")
+                        available.join(", ")
                     ),
                 });
             }
         }
         for c in columns.adds {
-            if available.insert(c.clone()) {
-                added.push(c);
+            if !available.contains(&c) {
+                available.push(c);
             }
         }
     }
-    Ok(())
+    problems
 }

@@ -112,8 +112,11 @@ impl<'de> de::Visitor<'de> for KindSeed {
             .copied()
             .find(|k| *k == name)
             .ok_or_else(|| {
+                let guess = crate::suggest::closest(name, self.kinds)
+                    .map(|k| format!("; did you mean `{k}`?"))
+                    .unwrap_or_default();
                 E::custom(format!(
-                    "unknown {} `{name}` (known: {})",
+                    "unknown {} `{name}`{guess} (known: {})",
                     self.tag,
                     self.kinds.join(", ")
                 ))

@@ -6,6 +6,9 @@
 //! examples, asking for new examples in the same style. Every parsed pair becomes one kept
 //! item (columns `question`, `answer`, `context`, `taxonomy_path`); a reply that yields no
 //! pair becomes a failure that carries the reply, so nothing disappears silently.
+//! Grounded skills (seed examples with a `context`) always keep a context: their
+//! `response_format` schema gets a required `context` on the pair objects, the context leads
+//! the user message, and a reply with a context-less pair fails with the reply.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -138,7 +141,7 @@ impl TaxonomyQa {
         Ok(out)
     }
 
-    fn request(&self, prompt: &str, seed: u64) -> GenRequest {
+    fn request(&self, prompt: &str, seed: u64, grounded: bool) -> GenRequest {
         GenRequest {
             messages: vec![ChatMessage::new("user", prompt.to_string())],
             prompt: None,
@@ -150,7 +153,13 @@ impl TaxonomyQa {
             seed: Some(seed),
             // Structured output (e.g. a JSON schema of `{"pairs": [{question, answer}]}`)
             // where the backend supports it; the parser accepts both shapes.
-            response_format: self.call.response_format.clone(),
+            // A grounded skill's schema also asks for the `context` of each pair.
+            response_format: self.call.response_format.clone().map(|mut f| {
+                if grounded {
+                    require_context(&mut f);
+                }
+                f
+            }),
         }
     }
 
@@ -169,7 +178,16 @@ impl TaxonomyQa {
         // Usage is per request: the first record of the response carries it, so totals add up.
         let mut usage = Some((resp.prompt_tokens, resp.completion_tokens));
         for choice in resp.choices {
-            let pairs = match parse_pairs(&choice.text) {
+            let parsed = parse_pairs(&choice.text).and_then(|p| {
+                // A grounded skill's question is about its context ("this sentence"): a pair
+                // without one would be unanswerable, so the reply fails rather than losing it.
+                if entry.is_grounded_skill() && p.iter().any(|p| p.context.is_none()) {
+                    Err(NO_CONTEXT.to_string())
+                } else {
+                    Ok(p)
+                }
+            });
+            let pairs = match parsed {
                 Ok(p) => p,
                 Err(why) => {
                     let msg = format!(
@@ -255,6 +273,42 @@ pub fn preview_prompts(config: &TaxonomyQaConfig, entry: &TaxonomyEntry) -> Vec<
         vec![skill_prompt(entry, pairs, examples)]
     }
 }
+
+/// Adds a required string `context` to every object schema of `format` that has `question`
+/// and `answer` properties (the pair items), so structured output keeps a grounded skill's
+/// context even when the job's schema names only question and answer.
+pub fn require_context(format: &mut Value) {
+    match format {
+        Value::Object(o) => {
+            let is_pair = o
+                .get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|p| p.contains_key("question") && p.contains_key("answer"));
+            if is_pair {
+                if let Some(Value::Object(p)) = o.get_mut("properties") {
+                    p.entry("context")
+                        .or_insert_with(|| serde_json::json!({"type": "string"}));
+                }
+                match o.get_mut("required") {
+                    Some(Value::Array(r)) => {
+                        if !r.iter().any(|v| v == "context") {
+                            r.push("context".into());
+                        }
+                    }
+                    _ => {
+                        o.insert("required".into(), serde_json::json!(["context"]));
+                    }
+                }
+            }
+            o.values_mut().for_each(require_context);
+        }
+        Value::Array(a) => a.iter_mut().for_each(require_context),
+        _ => {}
+    }
+}
+
+const NO_CONTEXT: &str =
+    "grounded skill: a generated pair has no `context` (the text the question is about)";
 
 /// Identifies the built-in prompt wording in `template_hash` (bump when the prompts change).
 const PROMPT_VERSION: &str = "taxonomy_qa prompts v1";
@@ -367,7 +421,7 @@ Do not repeat the examples and do not use outside knowledge. {JSON_INSTRUCTION}.
 
 /// The prompt for a skill leaf: new examples in the style of the seeds.
 pub fn skill_prompt(entry: &TaxonomyEntry, pairs: u32, examples: usize) -> String {
-    let grounded = entry.seed_examples.iter().any(|e| e.context.is_some());
+    let grounded = entry.is_grounded_skill();
     let mut s = format!(
         "You are helping create training data that teaches this skill: {}\n\nHere are examples of the task:\n\n{}",
         entry.task_description,
@@ -423,9 +477,22 @@ impl Stage for TaxonomyQa {
         } else {
             vec![(skill_prompt(&entry, self.pairs, self.examples), None)]
         };
+        if prompts.is_empty() {
+            // Knowledge written before format version 3 may carry no `context` at all.
+            return fail(
+                "knowledge leaf has no context passage to ground generation in: its seed examples \
+(the version 1-2 `question`/`answer` shape) carry no `context` and no `document_dir` passage \
+matched; set `document_dir` to a local copy of its `document`"
+                    .into(),
+            );
+        }
         let base_seed = self.ctx.job_seed ^ item.seed.index;
         let calls = prompts.iter().enumerate().map(|(i, (p, _))| {
-            let req = self.request(p, base_seed.wrapping_add(i as u64));
+            let req = self.request(
+                p,
+                base_seed.wrapping_add(i as u64),
+                entry.is_grounded_skill(),
+            );
             let backend = self.backend.clone();
             async move { backend.generate(&req).await }
         });
@@ -455,6 +522,33 @@ impl Stage for TaxonomyQa {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grounded_skills_require_context_in_the_example_schema() {
+        let job: Value = serde_norway::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/taxonomy_qa.yaml"
+        )))
+        .unwrap();
+        let mut format = job["pipeline"][0]["response_format"].clone();
+        let items = "/json_schema/schema/properties/pairs/items";
+        assert!(format.pointer(items).is_some(), "{format}");
+        require_context(&mut format);
+        let items = format.pointer(items).unwrap();
+        assert_eq!(items["properties"]["context"]["type"], "string");
+        assert_eq!(
+            items["required"],
+            serde_json::json!(["question", "answer", "context"])
+        );
+        // Idempotent, and the outer object (no question/answer) is left alone.
+        let once = format.clone();
+        require_context(&mut format);
+        assert_eq!(format, once);
+        assert_eq!(
+            format.pointer("/json_schema/schema/required").unwrap(),
+            &serde_json::json!(["pairs"])
+        );
+    }
 
     #[test]
     fn wildcard_matches_file_names() {

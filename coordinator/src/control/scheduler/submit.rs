@@ -60,6 +60,8 @@ impl Scheduler {
         self.check_credentials(&spec).await?;
         let started = std::time::Instant::now();
         let plan = planner::plan(&spec).await?;
+        spec.check_columns(plan.seed_columns.as_ref(), "job")
+            .map_err(|e| SchedError::InvalidJob(e.to_string()))?;
         tracing::info!(job = %id, tasks = plan.tasks.len(), rows = plan.rows, ms = started.elapsed().as_millis() as u64, "planned");
         let record = JobRecord {
             id: id.clone(),
