@@ -18,7 +18,7 @@ use crate::control::store::TaskStore;
 use crate::control::task_machine::Backoff;
 use crate::serve::auth::{Auth, AuthConfigError, AuthTokens};
 use crate::serve::exposure::{self, ExposedWithoutToken, Exposure};
-use crate::serve::grpc::{JobApi, WorkerApi};
+use crate::serve::grpc::{health_service, JobApi, WorkerApi};
 use crate::serve::http::{router, HttpState};
 use crate::telemetry::Telemetry;
 
@@ -157,7 +157,7 @@ impl Coordinator {
             None => None,
         };
         let mut tasks = JoinSet::new();
-        let grpc = grpc_server(&config, &sched, &telemetry, &auth, &gate).await?;
+        let grpc = grpc_server(&config, &sched, &telemetry, &auth, &gate, stop.clone()).await?;
         let grpc = grpc.serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             stop.clone().cancelled_owned(),
@@ -264,14 +264,9 @@ async fn grpc_server(
     telemetry: &Arc<Telemetry>,
     auth: &Auth,
     gate: &Option<Arc<Leadership>>,
+    stop: CancellationToken,
 ) -> Result<tonic::transport::server::Router, ServeError> {
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<pb::worker_service_server::WorkerServiceServer<WorkerApi>>()
-        .await;
-    health_reporter
-        .set_serving::<pb::job_service_server::JobServiceServer<JobApi>>()
-        .await;
+    let health_service = health_service(gate.clone(), stop).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -58,6 +58,17 @@ impl TaskError {
         }
     }
 
+    /// The backend that could not be reached at all, when that is why the task failed: every
+    /// endpoint of it refused the connection or timed out before answering (a transport error,
+    /// not an HTTP status from a live server). The coordinator then gives the attempt back and
+    /// pauses the job's leasing until the backend answers, instead of burning attempts.
+    pub fn unreachable_backend(&self) -> Option<&str> {
+        match self {
+            TaskError::Backend(BackendError::Transport { backend, .. }) => Some(backend),
+            _ => None,
+        }
+    }
+
     /// The failure will recur on every attempt: the coordinator should not retry it.
     pub fn permanent(&self) -> bool {
         !self.retryable()
@@ -84,6 +95,31 @@ mod tests {
         });
         assert!(input.permanent());
         assert!(TaskError::from(SinkError::Compression("lz5".into())).permanent());
+    }
+
+    #[test]
+    fn only_a_transport_error_means_the_backend_is_unreachable() {
+        let down = TaskError::from(BackendError::Transport {
+            backend: "gen".into(),
+            endpoint: "http://127.0.0.1:1".into(),
+            message: "connection refused".into(),
+        });
+        assert_eq!(down.unreachable_backend(), Some("gen"));
+        // A live server answering with an error is not an outage of the backend.
+        let answered = TaskError::from(BackendError::Status {
+            backend: "gen".into(),
+            endpoint: "http://127.0.0.1:1".into(),
+            status: 503,
+            body: "overloaded".into(),
+        });
+        assert_eq!(answered.unreachable_backend(), None);
+        let unknown_model = TaskError::from(BackendError::UnknownModel {
+            backend: "gen".into(),
+            model: "m".into(),
+            endpoint: "http://127.0.0.1:1".into(),
+            served: "other".into(),
+        });
+        assert_eq!(unknown_model.unreachable_backend(), None);
     }
 
     #[test]

@@ -134,6 +134,7 @@ impl TaskRunner {
                     attempt: lease.attempt,
                     error,
                     permanent: false,
+                    unreachable_backend: String::new(),
                 })
                 .await;
         }
@@ -411,6 +412,7 @@ fn fail_request(worker_id: &str, lease: &pb::TaskLease, e: &TaskError) -> pb::Fa
         attempt: lease.attempt,
         error: e.to_string(),
         permanent: e.permanent(),
+        unreachable_backend: e.unreachable_backend().unwrap_or_default().to_string(),
     }
 }
 
@@ -443,6 +445,20 @@ mod tests {
             "{}",
             req.error
         );
+    }
+
+    #[test]
+    fn an_unreachable_backend_is_named_in_the_report() {
+        let e = TaskError::from(synthforge_core::backend::BackendError::Transport {
+            backend: "gen".into(),
+            endpoint: "http://127.0.0.1:1/v1".into(),
+            message: "connection refused".into(),
+        });
+        let req = fail_request("w1", &lease(), &e);
+        assert_eq!(req.unreachable_backend, "gen");
+        assert!(!req.permanent);
+        let other = TaskError::from(StorageError::NothingMatches("s3://b/x/*.jsonl".into()));
+        assert_eq!(fail_request("w1", &lease(), &other).unreachable_backend, "");
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn to_json(s: &pb::JobStatus) -> serde_json::Value {
         "rows_total": s.rows_total, "rows_in": st.rows_in, "rows_out": st.rows_out,
         "rows_failed": st.rows_failed, "removed": st.removed,
         "prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
-        "output": s.output, "error": s.error,
+        "output": s.output, "error": s.error, "waiting": s.waiting,
     })
 }
 
@@ -110,6 +110,9 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
         }
         if !j.error.is_empty() {
             println!("  error: {}", j.error);
+        }
+        if !j.waiting.is_empty() {
+            println!("  {}", j.waiting);
         }
     }
     Ok(())

@@ -28,9 +28,12 @@ pub fn step_down_margin(ttl_s: i64) -> Duration {
     Duration::from_millis((ttl_s.max(1) as u64 * 1000 / 4).clamp(500, 1_500))
 }
 
-/// Whether this replica leads; read by the gRPC gate, `/readyz` and the expiry loop.
+/// Whether this replica leads; read by the gRPC gate, `/readyz`, gRPC health and the expiry loop.
 pub struct Leadership {
     leader: AtomicBool,
+    /// The same flag as a watch, so gRPC health (`grpc.health.v1`) can follow changes at once
+    /// instead of polling.
+    changes: tokio::sync::watch::Sender<bool>,
     ready: Arc<AtomicBool>,
     /// Address the current leader advertises (for the standby's `UNAVAILABLE` message).
     leader_addr: Mutex<String>,
@@ -43,6 +46,7 @@ impl Leadership {
     pub fn new() -> Arc<Self> {
         Arc::new(Leadership {
             leader: AtomicBool::new(false),
+            changes: tokio::sync::watch::Sender::new(false),
             ready: Arc::new(AtomicBool::new(false)),
             leader_addr: Mutex::new(String::new()),
             lease: AtomicI64::new(0),
@@ -58,9 +62,16 @@ impl Leadership {
         self.ready.clone()
     }
 
+    /// Leadership changes as they happen (the current value first): what gRPC health follows.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.changes.subscribe()
+    }
+
     fn set(&self, leading: bool) {
         self.leader.store(leading, Ordering::SeqCst);
         self.ready.store(leading, Ordering::SeqCst);
+        self.changes
+            .send_if_modified(|was| std::mem::replace(was, leading) != leading);
     }
 
     fn set_leader_addr(&self, addr: String) {

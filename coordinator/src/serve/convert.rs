@@ -22,6 +22,7 @@ impl From<&JobView> for pb::JobStatus {
             error: v.record.error.clone(),
             created_unix_ms: v.record.created_ms,
             finished_unix_ms: v.record.finished_ms,
+            waiting: v.waiting.clone().unwrap_or_default(),
         }
     }
 }

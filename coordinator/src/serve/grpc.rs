@@ -8,11 +8,13 @@
 use std::sync::Arc;
 
 use synthforge_proto as pb;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use synthforge_core::backend::BackendSnapshot;
 use synthforge_core::sink::WrittenFile;
 
+use crate::control::ha::Leadership;
 use crate::control::scheduler::{SchedError, Scheduler};
 pub use crate::serve::auth::Auth;
 use crate::serve::auth::Role;
@@ -170,6 +172,20 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
     ) -> Result<Response<pb::FailResponse>, Status> {
         self.auth.check(&req, Role::Worker)?;
         let r = req.into_inner();
+        if !r.unreachable_backend.is_empty() && !r.permanent {
+            self.sched
+                .backend_unreachable(
+                    &r.worker_id,
+                    &r.job_id,
+                    r.task_id,
+                    r.attempt,
+                    &r.unreachable_backend,
+                    &r.error,
+                )
+                .await
+                .map_err(status)?;
+            return Ok(Response::new(pb::FailResponse {}));
+        }
         self.sched
             .fail(
                 &r.worker_id,
@@ -250,10 +266,58 @@ impl pb::job_service_server::JobService for JobApi {
 
 /// A job's status with credentials in its texts masked (errors may quote backend URLs).
 fn masked(mut s: pb::JobStatus) -> pb::JobStatus {
-    for text in [&mut s.error, &mut s.output, &mut s.name] {
+    for text in [&mut s.error, &mut s.output, &mut s.name, &mut s.waiting] {
         if text.contains("://") {
             *text = redact::mask_text(text);
         }
     }
     s
+}
+
+/// The `grpc.health.v1` service. Without a gate (one coordinator) everything is `SERVING`.
+/// With one (HA), the overall status (`""`) and both synthforge services follow leadership:
+/// `SERVING` on the leader, `NOT_SERVING` on a standby, so a gRPC readiness probe or a
+/// health-checking load balancer routes to the leader only — the same answer as `/readyz`.
+/// The follower ends with `stop`.
+pub async fn health_service(
+    gate: Option<Arc<Leadership>>,
+    stop: CancellationToken,
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    match gate {
+        None => report_health(&reporter, true).await,
+        Some(gate) => {
+            let mut changes = gate.watch();
+            let leading = *changes.borrow_and_update();
+            report_health(&reporter, leading).await;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        changed = changes.changed() => if changed.is_err() { return },
+                        () = stop.cancelled() => return,
+                    }
+                    let leading = *changes.borrow_and_update();
+                    report_health(&reporter, leading).await;
+                }
+            });
+        }
+    }
+    service
+}
+
+async fn report_health(reporter: &tonic_health::server::HealthReporter, serving: bool) {
+    use tonic::server::NamedService;
+    use tonic_health::ServingStatus;
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in [
+        "",
+        <pb::worker_service_server::WorkerServiceServer<WorkerApi> as NamedService>::NAME,
+        <pb::job_service_server::JobServiceServer<JobApi> as NamedService>::NAME,
+    ] {
+        reporter.set_service_status(name, status).await;
+    }
 }

@@ -3,6 +3,7 @@
 
 use synthforge_core::now_ms;
 
+use super::backend_wait::probe_alive;
 use super::{Lease, SchedError, Scheduler};
 use crate::control::store::StoreError;
 use crate::control::task_machine::{self, TaskEvent};
@@ -56,6 +57,8 @@ impl Scheduler {
             .jobs
             .iter()
             .filter(|(_, e)| e.record.state == JobState::Running && e.has_pending())
+            // A job waiting for its backend leases one probe at a time, after a pause.
+            .filter(|(_, e)| e.backend.may_lease(now, |t| probe_alive(&e.tasks, t)))
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
@@ -77,6 +80,7 @@ impl Scheduler {
                     continue;
                 };
                 *t = next;
+                entry.backend.leased(task_id);
                 let lease = Lease {
                     job_id: t.job_id.clone(),
                     task_id,

@@ -23,6 +23,7 @@ use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
 
 mod admission;
+mod backend_wait;
 mod finish;
 mod lease;
 mod outcome;
@@ -163,6 +164,7 @@ impl Scheduler {
                 stats,
                 progress: HashMap::new(),
                 ended,
+                backend: Default::default(),
             };
             let now = now_ms();
             for task_id in pending {
@@ -238,6 +240,9 @@ impl Scheduler {
         }
         entry.tasks[task_id as usize] = next;
         entry.progress.insert(task_id, rows_done);
+        if rows_done > 0 {
+            entry.backend.answered();
+        }
         Ok(Some(deadline))
     }
 
@@ -343,6 +348,7 @@ impl Scheduler {
         };
         entry.stats.add(&stats);
         entry.progress.remove(&task_id);
+        entry.backend.answered();
         // The store accepted the transition computed from this view; memory takes it too.
         let t = &mut entry.tasks[task_id as usize];
         if !matches!(t.state, TaskState::Done | TaskState::Failed) {
@@ -390,8 +396,9 @@ impl Scheduler {
         let Some(t) = entry.tasks.get(task_id as usize) else {
             return Ok(());
         };
-        let retry = !permanent
-            && task_machine::retry_allowed(t.attempt, entry.spec.scheduling.max_attempts);
+        let used = entry.backend.attempts_used(task_id, t.attempt);
+        let retry =
+            !permanent && task_machine::retry_allowed(used, entry.spec.scheduling.max_attempts);
         let now = now_ms();
         let not_before_ms = now + self.retry_backoff.delay_ms(job_id, task_id, attempt);
         let event = TaskEvent::Fail {
@@ -414,6 +421,8 @@ impl Scheduler {
         }
         entry.progress.remove(&task_id);
         entry.tasks[task_id as usize] = next;
+        // A failure of another kind got past the backend check: it answers.
+        entry.backend.answered();
         if retry {
             entry.requeue(task_id, now);
         } else {
@@ -446,7 +455,11 @@ impl Scheduler {
         let attempts: HashMap<String, u32> = inner
             .jobs
             .values()
-            .map(|e| (e.record.id.clone(), e.spec.scheduling.max_attempts))
+            // Attempts given back for an unreachable backend do not count.
+            .map(|e| {
+                let allowed = e.spec.scheduling.max_attempts + e.backend.most_given_back();
+                (e.record.id.clone(), allowed)
+            })
             .collect();
         let now = now_ms();
         let changed = self

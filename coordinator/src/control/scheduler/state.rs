@@ -6,6 +6,7 @@ use std::sync::Arc;
 use synthforge_core::input::TaskSlice;
 use synthforge_core::spec::JobSpec;
 
+use super::backend_wait::BackendPause;
 use crate::model::{JobRecord, TaskRecord, TaskState, TaskStats};
 
 /// A task handed to a worker.
@@ -50,6 +51,8 @@ pub struct JobView {
     /// Rows finished by in-flight tasks (from heartbeats), not yet in `stats`.
     pub rows_in_flight: u64,
     pub failed_tasks: Vec<(u64, String)>,
+    /// Why leasing is paused ("waiting for backend NAME: ..."), if it is.
+    pub waiting: Option<String>,
 }
 
 pub(super) struct JobEntry {
@@ -64,6 +67,8 @@ pub(super) struct JobEntry {
     pub(super) progress: HashMap<u64, u64>,
     /// Tasks done or failed: kept as a count so a completion is O(1), not a scan of the job.
     pub(super) ended: usize,
+    /// Whether leasing waits for an unreachable backend, and the attempts that gave back.
+    pub(super) backend: BackendPause,
 }
 
 impl JobEntry {
@@ -119,6 +124,10 @@ impl JobEntry {
                 .filter(|t| t.state == TaskState::Failed)
                 .map(|t| (t.task_id, t.last_error.clone()))
                 .collect(),
+            waiting: self
+                .backend
+                .describe(synthforge_core::now_ms())
+                .filter(|_| !self.record.state.is_terminal()),
         }
     }
 }

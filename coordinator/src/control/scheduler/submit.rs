@@ -113,6 +113,7 @@ impl Scheduler {
             stats: TaskStats::default(),
             progress: HashMap::new(),
             ended: 0,
+            backend: Default::default(),
         };
         let empty = entry.tasks.is_empty();
         let view = entry.view();

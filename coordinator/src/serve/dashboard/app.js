@@ -166,6 +166,7 @@ function renderJobs(jobs) {
         el('span', {}, 'tokens ', el('b', {}, fmtNum(st.prompt_tokens)), ' in / ',
           el('b', {}, fmtNum(st.completion_tokens)), ' out')),
       r.error ? el('div', { class: 'error' }, r.error) : null,
+      j.waiting ? el('div', { class: 'waiting' }, j.waiting) : null,
       el('div', {},
         el('button', { class: 'cancel', 'data-job': r.id, onclick: () => cancelJob(r.id), ...(terminal ? { disabled: '' } : {}) }, 'Cancel'),
         msg ? el('span', { class: 'msg ' + (msg.ok ? 'ok' : 'error') }, msg.text) : null));
