@@ -1,21 +1,24 @@
 //! Leasing: hand a pending task to a worker, claiming it in the store without holding the
 //! scheduler lock.
 
+use std::sync::Arc;
+
 use synthforge_core::now_ms;
 
 use super::backend_wait::probe_alive;
 use super::{Lease, SchedError, Scheduler};
 use crate::control::store::StoreError;
 use crate::control::task_machine::{self, TaskEvent};
-use crate::model::JobState;
+use crate::model::{JobState, TaskState};
 
 impl Scheduler {
     /// Hands the oldest running job's next pending task to `worker`.
     ///
     /// The task is marked leased in memory first and the store's claim runs without holding the
     /// scheduler lock, so many workers' claims overlap their store round trips (etcd latency no
-    /// longer serializes the fleet). A claim the store refuses is rolled back.
-    pub async fn lease(&self, worker: &str) -> Result<Option<Lease>, SchedError> {
+    /// longer serializes the fleet). A claim the store refuses is rolled back, and on a conflict
+    /// memory adopts the stored record (see [`Scheduler::adopt_stored`]).
+    pub async fn lease(self: &Arc<Self>, worker: &str) -> Result<Option<Lease>, SchedError> {
         loop {
             let Some((lease, key)) = self.reserve(worker).await else {
                 return Ok(None);
@@ -40,7 +43,8 @@ impl Scheduler {
                     self.unreserve(worker, &key, &lease, requeue).await;
                     match e {
                         StoreError::Conflict(msg) => {
-                            tracing::warn!(job = %lease.job_id, task_id = lease.task_id, %msg, "claim lost; skipping task");
+                            tracing::warn!(job = %lease.job_id, task_id = lease.task_id, %msg, "claim lost; adopting the stored task");
+                            self.adopt_stored(&lease.job_id, lease.task_id).await?;
                         }
                         other => return Err(other.into()),
                     }
@@ -130,5 +134,78 @@ impl Scheduler {
             w.held
                 .remove(&format!("{}/{}", lease.job_id, lease.task_id));
         }
+    }
+
+    /// Replaces memory's view of a task with the stored record after the store refused a change
+    /// computed from a stale view (a claim that landed around a leadership change). Without it
+    /// the task would sit pending in memory but queued nowhere, while its stored lease is one
+    /// no expiry pass knows of: the job would never end. A stored lease gets a fresh deadline
+    /// its worker must keep renewing (as in [`Scheduler::recover`]); a pending task is queued;
+    /// an ended one counts as ended.
+    pub(super) async fn adopt_stored(
+        self: &Arc<Self>,
+        job_id: &str,
+        task_id: u64,
+    ) -> Result<(), SchedError> {
+        let lease_ms = {
+            let mut inner = self.inner.lock().await;
+            let Some(entry) = inner.job_mut(job_id) else {
+                return Ok(());
+            };
+            (entry.spec.scheduling.lease_s * 1000.0) as u64
+        };
+        let mut stored = self.store.stored_task(job_id, task_id).await?;
+        if stored.state == TaskState::Leased {
+            let deadline = now_ms() + lease_ms;
+            // Also makes the store hold the lease, so its expiry pass covers it.
+            if self
+                .store
+                .renew(job_id, task_id, stored.attempt, deadline)
+                .await
+                .is_ok()
+            {
+                let renew = TaskEvent::Renew {
+                    attempt: stored.attempt,
+                    deadline_ms: deadline,
+                };
+                if let Ok(next) = task_machine::transition(&stored, &renew) {
+                    stored = next;
+                }
+            }
+        }
+        let now = now_ms();
+        let mut inner = self.inner.lock().await;
+        let finished = {
+            let Some(entry) = inner.job_mut(job_id) else {
+                return Ok(());
+            };
+            let Some(mem) = entry.tasks.get_mut(task_id as usize) else {
+                return Ok(());
+            };
+            let ended = |s: TaskState| matches!(s, TaskState::Done | TaskState::Failed);
+            let newly_ended = ended(stored.state) && !ended(mem.state);
+            if stored.state == TaskState::Done && mem.state != TaskState::Done {
+                entry.stats.add(&stored.stats);
+            }
+            *mem = stored.clone();
+            if newly_ended {
+                entry.ended += 1;
+            }
+            if stored.state == TaskState::Pending {
+                entry.requeue(task_id, now);
+            }
+            entry.all_ended() && entry.record.state == JobState::Running
+        };
+        if stored.state == TaskState::Leased {
+            if let Some(w) = inner.workers.get_mut(&stored.worker) {
+                w.held.insert(format!("{job_id}/{task_id}"));
+            }
+        }
+        drop(inner);
+        tracing::info!(job = %job_id, task_id, state = ?stored.state, attempt = stored.attempt, "adopted the stored task after a claim conflict");
+        if finished {
+            self.clone().spawn_finalize(job_id.to_string()).await;
+        }
+        Ok(())
     }
 }

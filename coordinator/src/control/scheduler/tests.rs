@@ -568,3 +568,33 @@ async fn a_completion_short_of_the_planned_rows_is_refused_and_the_task_retried(
         JobState::Succeeded
     );
 }
+
+/// A claim that reached the store behind this scheduler's back (the previous leader's, around a
+/// leadership change) makes the next claim conflict. Memory adopts the stored lease instead of
+/// dropping the task: the foreign lease expires like any other and the job still ends (the soak
+/// in docs/chaos.md once stalled here).
+#[tokio::test]
+async fn a_claim_conflict_adopts_the_stored_lease_and_the_job_still_ends() {
+    let h = Harness::new();
+    let job = h.submit("conflict", 1, SHORT_LEASE_S, 3).await;
+    let deadline = synthforge_core::now_ms() + 60_000;
+    h.store.claim(&job, 0, 1, "ghost", deadline).await.unwrap();
+
+    let none = h.sched.lease("w1").await.unwrap();
+    assert!(none.is_none(), "the conflicting task is not handed out");
+    let adopted = &h.view(&job).await;
+    assert_eq!(adopted.tasks_leased, 1, "memory shows the stored lease");
+    let stored = h.stored(&job, 0).await;
+    assert_eq!((stored.state, stored.attempt), (TaskState::Leased, 1));
+    assert_eq!(stored.worker, "ghost");
+
+    // The adopted lease got a short deadline the ghost never renews: it expires here.
+    let_leases_expire().await;
+    assert_eq!(h.sched.requeue_expired().await.unwrap(), 1);
+    let l = h.lease("w1").await;
+    assert_eq!((l.task_id, l.attempt), (0, 2));
+    h.complete("w1", &l).await.unwrap();
+    let end = h.wait_terminal(&job).await;
+    assert_eq!(end.record.state, JobState::Succeeded);
+    assert_eq!(h.finalizer_calls(), 1);
+}

@@ -268,6 +268,11 @@ fn transition_task(
 
 #[async_trait]
 impl TaskStore for EmbeddedStore {
+    async fn stored_task(&self, job_id: &str, task_id: u64) -> Result<TaskRecord, StoreError> {
+        let mut guard = self.state.lock().expect("store lock");
+        Ok(task_mut(&mut guard.0, job_id, task_id)?.clone())
+    }
+
     async fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError> {
         let seq = {
             let mut guard = self.state.lock().expect("store lock");

@@ -258,6 +258,10 @@ impl EtcdStore {
 
 #[async_trait]
 impl TaskStore for EtcdStore {
+    async fn stored_task(&self, job_id: &str, task_id: u64) -> Result<TaskRecord, StoreError> {
+        Ok(self.read_task(job_id, task_id).await?.rec)
+    }
+
     async fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError> {
         let job_key = self.job_key(&job.id);
         let exists = self

@@ -104,6 +104,10 @@ pub trait TaskStore: Send + Sync {
 
     async fn load_all(&self) -> Result<Snapshot, StoreError>;
 
+    /// The task as stored now: what a scheduler adopts when the store refused a change because
+    /// its memory was stale (e.g. a claim that landed around a leadership change).
+    async fn stored_task(&self, job_id: &str, task_id: u64) -> Result<TaskRecord, StoreError>;
+
     /// Whether this coordinator may still act as the leader, asked right before a side effect
     /// outside the store (finalization's object-store writes). `Conflict` when it may not. A
     /// store without an election (embedded, a single etcd coordinator) always answers yes.
