@@ -141,6 +141,8 @@ async fn check_file(input: &InputSpec, loc: &Location, size: u64) -> FileCheck {
             let bad: Vec<String> = items
                 .iter()
                 .filter_map(|i| match i {
+                    // The reader's message names the row already (`seeds.jsonl:3: ...`).
+                    SeedItem::Bad(b) if b.error.starts_with(&b.source) => Some(b.error.clone()),
                     SeedItem::Bad(b) => Some(format!("{}: {}", b.source, b.error)),
                     SeedItem::Row(_) => None,
                 })
