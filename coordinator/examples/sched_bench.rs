@@ -159,6 +159,9 @@ impl<S: TaskStore> TaskStore for Timed<S> {
     async fn load_all(&self) -> Result<Snapshot, StoreError> {
         self.inner.load_all().await
     }
+    async fn stored_task(&self, job_id: &str, task_id: u64) -> Result<TaskRecord, StoreError> {
+        self.inner.stored_task(job_id, task_id).await
+    }
     async fn check_leader(&self) -> Result<(), StoreError> {
         self.inner.check_leader().await
     }
