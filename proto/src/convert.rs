@@ -9,7 +9,7 @@ use synthforge_core::backend::{BackendSnapshot, EndpointSnapshot};
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
-use synthforge_core::stats::TaskStats;
+use synthforge_core::stats::{FailureExample, TaskStats};
 
 use crate::v1 as pb;
 
@@ -97,6 +97,19 @@ impl From<&TaskStats> for pb::TaskStats {
             prompt_tokens_by_model: s.prompt_tokens_by_model.clone().into_iter().collect(),
             completion_tokens_by_model: s.completion_tokens_by_model.clone().into_iter().collect(),
             pii_redactions: s.pii_redactions.clone().into_iter().collect(),
+            failed: s.failed.clone().into_iter().collect(),
+            failed_examples: s
+                .failed_examples
+                .iter()
+                .map(|(k, e)| {
+                    let e = pb::FailureExample {
+                        seed_id: e.seed_id.clone(),
+                        source: e.source.clone(),
+                        error: e.error.clone(),
+                    };
+                    (k.clone(), e)
+                })
+                .collect(),
         }
     }
 }
@@ -113,6 +126,19 @@ impl From<&pb::TaskStats> for TaskStats {
             prompt_tokens_by_model: p.prompt_tokens_by_model.clone().into_iter().collect(),
             completion_tokens_by_model: p.completion_tokens_by_model.clone().into_iter().collect(),
             pii_redactions: p.pii_redactions.clone().into_iter().collect(),
+            failed: p.failed.clone().into_iter().collect(),
+            failed_examples: p
+                .failed_examples
+                .iter()
+                .map(|(k, e)| {
+                    let e = FailureExample {
+                        seed_id: e.seed_id.clone(),
+                        source: e.source.clone(),
+                        error: e.error.clone(),
+                    };
+                    (k.clone(), e)
+                })
+                .collect(),
         }
     }
 }
@@ -263,6 +289,15 @@ mod tests {
             prompt_tokens_by_model: BTreeMap::from([("m".into(), 10)]),
             completion_tokens_by_model: BTreeMap::from([("m".into(), 20)]),
             pii_redactions: BTreeMap::from([("email".into(), 2)]),
+            failed: BTreeMap::from([("generate: HTTP 500".into(), 1)]),
+            failed_examples: BTreeMap::from([(
+                "generate: HTTP 500".into(),
+                FailureExample {
+                    seed_id: "s1".into(),
+                    source: "seeds.jsonl:2".into(),
+                    error: "seeds.jsonl:2: stage `generate`: HTTP 500".into(),
+                },
+            )]),
         };
         assert_eq!(TaskStats::from(&pb::TaskStats::from(&stats)), stats);
         let file = WrittenFile {

@@ -265,9 +265,8 @@ impl TaskRunner {
             match s {
                 SeedItem::Row(r) => items.push(stages::seed_item(&ctx, r)),
                 SeedItem::Bad(b) => {
-                    stats.count_failed();
                     rows_done.fetch_add(1, Ordering::Relaxed);
-                    sink.push_failure(FailureRecord {
+                    let failure = FailureRecord {
                         seed_id: b.id.clone().unwrap_or_else(|| format!("row-{}", b.index)),
                         row_index: b.index,
                         source: b.source,
@@ -276,8 +275,9 @@ impl TaskRunner {
                         input: b.raw,
                         job_id: lease.job_id.clone(),
                         task_id: lease.task_id,
-                    })
-                    .await?;
+                    };
+                    stats.count_failed(&failure);
+                    sink.push_failure(failure).await?;
                 }
             }
         }
@@ -316,7 +316,7 @@ impl TaskRunner {
                 }
                 Outcome::Failed(f) => {
                     rows_done.fetch_add(1, Ordering::Relaxed);
-                    stats.count_failed();
+                    stats.count_failed(&f);
                     sink.push_failure(f).await?;
                 }
             }
