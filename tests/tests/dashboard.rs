@@ -88,7 +88,6 @@ fn write_seeds(path: &Path) {
     std::fs::write(path, s).unwrap();
 }
 
-#[test]
 /// 30 seed rows and 2 unreadable lines (after rows 4 and 14): rows 3, 13, 23 get the same
 /// reply (2 dedup removals), rows 5, 15, 25 a one-word reply (3 filter removals).
 fn write_reasons_seeds(path: &Path) {
