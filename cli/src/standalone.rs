@@ -121,6 +121,7 @@ impl Standalone {
                 tls: None,
                 security: Default::default(),
                 retry_backoff: config.retry_backoff,
+                worker_grace: CoordinatorConfig::DEFAULT_WORKER_GRACE,
             },
             store,
             finalizer,

@@ -180,6 +180,7 @@ fn job(id: &str, n: u64) -> (JobRecord, Vec<TaskRecord>) {
         finished_ms: 0,
         error: String::new(),
         input_fingerprint: Default::default(),
+        finalize_removed: Default::default(),
     };
     let tasks = (0..n)
         .map(|i| {

@@ -1,5 +1,7 @@
 //! Durable scheduler state: jobs and tasks as the state store keeps them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
@@ -54,6 +56,11 @@ pub struct JobRecord {
     /// refuses if any changed (empty for jobs stored before fingerprints existed).
     #[serde(default)]
     pub input_fingerprint: InputFingerprint,
+    /// Rows removed at finalization (whole-job dedup), by reason: the job's stats add them to
+    /// the tasks' sums (see [`TaskStats::count_removed_at_finalize`]). Kept here so they
+    /// survive a coordinator restart, which rebuilds the stats from the tasks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub finalize_removed: BTreeMap<String, u64>,
 }
 
 /// The input as listed at submit, in a form whose size stays bounded: the job record is one

@@ -46,6 +46,15 @@ pub struct CoordinatorConfig {
     /// How long a failed or expired task waits before its next lease
     /// ([`Backoff::DEFAULT`] in production; [`Backoff::NONE`] where tests are not about it).
     pub retry_backoff: Backoff,
+    /// How long a worker may stay silent (no heartbeat, no lease request) before the dashboard,
+    /// `/api/workers` and the metrics stop listing it; see [`Self::DEFAULT_WORKER_GRACE`].
+    pub worker_grace: Duration,
+}
+
+impl CoordinatorConfig {
+    /// Workers heartbeat every 2 s while they run a task and ask for a lease at least every
+    /// few seconds while idle, so 30 s of silence means a dead or cut-off process.
+    pub const DEFAULT_WORKER_GRACE: Duration = Duration::from_secs(30);
 }
 
 /// What guards a coordinator beyond its admin token.
@@ -146,6 +155,7 @@ impl Coordinator {
         // Stopping (or dropping) this coordinator must not cancel the caller's token.
         let stop = stop.child_token();
         let sched = Scheduler::with_retry_backoff(store, finalizer, config.retry_backoff);
+        sched.set_worker_grace(config.worker_grace);
         if gate.is_none() {
             sched.recover().await?;
         }
@@ -359,6 +369,7 @@ mod tests {
             tls: None,
             security: SecurityConfig::default(),
             retry_backoff: Backoff::NONE,
+            worker_grace: CoordinatorConfig::DEFAULT_WORKER_GRACE,
         };
         let refused = Coordinator::start(
             config.clone(),
@@ -392,6 +403,7 @@ mod tests {
             tls: None,
             security: SecurityConfig::default(),
             retry_backoff: Backoff::NONE,
+            worker_grace: CoordinatorConfig::DEFAULT_WORKER_GRACE,
         };
         let c = Coordinator::start(config, store, noop_finalizer(), stop.clone())
             .await

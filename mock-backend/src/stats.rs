@@ -22,6 +22,9 @@ pub struct Stats {
     by_status: [AtomicU64; STATUSES.len()],
     hung_total: AtomicU64,
     in_flight: AtomicU64,
+    /// Most requests in flight at once since the last reset: what a client's concurrency
+    /// limit really allowed (tests compare it with `max_concurrency`).
+    in_flight_peak: AtomicU64,
     queued: AtomicU64,
     busy_slots: AtomicU64,
     /// Sum of the start times (µs since origin) of currently held slots, so
@@ -43,6 +46,7 @@ impl Stats {
             by_status: Default::default(),
             hung_total: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            in_flight_peak: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             busy_slots: AtomicU64::new(0),
             busy_started_sum_us: AtomicU64::new(0),
@@ -60,7 +64,10 @@ impl Stats {
     /// returned guard drops.
     pub fn begin_request(&self) -> Gauge<'_> {
         self.requests_total.fetch_add(1, Relaxed);
-        Gauge::up(&self.in_flight)
+        let gauge = Gauge::up(&self.in_flight);
+        self.in_flight_peak
+            .fetch_max(self.in_flight.load(Relaxed), Relaxed);
+        gauge
     }
 
     /// Marks a request as waiting for a slot until the guard drops.
@@ -110,6 +117,9 @@ impl Stats {
         for c in &self.by_status {
             c.store(0, Relaxed);
         }
+        // The peak of the new window starts from what is in flight now.
+        self.in_flight_peak
+            .store(self.in_flight.load(Relaxed), Relaxed);
     }
 
     /// The GET /stats document.
@@ -139,6 +149,7 @@ impl Stats {
             "requests_by_status": by_status,
             "hung_total": self.hung_total.load(Relaxed),
             "in_flight": self.in_flight.load(Relaxed),
+            "in_flight_peak": self.in_flight_peak.load(Relaxed),
             "queued": self.queued.load(Relaxed),
             "slots": self.slots,
             "busy_slots": busy,
@@ -201,7 +212,11 @@ mod tests {
             let snap = s.snapshot();
             assert_eq!(snap["in_flight"], 1);
             assert_eq!(snap["queued"], 1);
+            let _r2 = s.begin_request();
+            assert_eq!(s.snapshot()["in_flight_peak"], 2);
         }
+        // The peak stays after the requests end, until a reset.
+        assert_eq!(s.snapshot()["in_flight_peak"], 2);
         s.record_status(200);
         s.record_status(429);
         s.record_tokens(3, 4);
@@ -213,7 +228,7 @@ mod tests {
         let snap = s.snapshot();
         assert_eq!(snap["in_flight"], 0);
         assert_eq!(snap["queued"], 0);
-        assert_eq!(snap["requests_total"], 1);
+        assert_eq!(snap["requests_total"], 2);
         assert_eq!(snap["requests_by_status"]["200"], 1);
         assert_eq!(snap["requests_by_status"]["429"], 1);
         assert_eq!(snap["completion_tokens_total"], 4);
@@ -224,6 +239,7 @@ mod tests {
         let snap = s.snapshot();
         assert_eq!(snap["requests_total"], 0);
         assert_eq!(snap["busy_slot_ms_total"], 0.0);
+        assert_eq!(snap["in_flight_peak"], 0);
         assert!(Stats::new(0).snapshot()["utilization"].is_null());
     }
 }

@@ -9,7 +9,7 @@ use synthforge_core::backend::{BackendSnapshot, EndpointSnapshot};
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
-use synthforge_core::stats::{SeedOutcomes, TaskStats};
+use synthforge_core::stats::{FailureExample, SeedOutcomes, TaskStats};
 
 use crate::v1 as pb;
 
@@ -100,6 +100,19 @@ impl From<&TaskStats> for pb::TaskStats {
             seeds_output: s.seeds.output,
             seeds_removed: s.seeds.removed.clone().into_iter().collect(),
             seeds_failed: s.seeds.failed.clone().into_iter().collect(),
+            failed: s.failed.clone().into_iter().collect(),
+            failed_examples: s
+                .failed_examples
+                .iter()
+                .map(|(k, e)| {
+                    let e = pb::FailureExample {
+                        seed_id: e.seed_id.clone(),
+                        source: e.source.clone(),
+                        error: e.error.clone(),
+                    };
+                    (k.clone(), e)
+                })
+                .collect(),
         }
     }
 }
@@ -121,6 +134,19 @@ impl From<&pb::TaskStats> for TaskStats {
                 removed: p.seeds_removed.clone().into_iter().collect(),
                 failed: p.seeds_failed.clone().into_iter().collect(),
             },
+            failed: p.failed.clone().into_iter().collect(),
+            failed_examples: p
+                .failed_examples
+                .iter()
+                .map(|(k, e)| {
+                    let e = FailureExample {
+                        seed_id: e.seed_id.clone(),
+                        source: e.source.clone(),
+                        error: e.error.clone(),
+                    };
+                    (k.clone(), e)
+                })
+                .collect(),
         }
     }
 }
@@ -276,6 +302,15 @@ mod tests {
                 removed: BTreeMap::from([("filter:length".into(), 1)]),
                 failed: BTreeMap::from([("generate".into(), 1)]),
             },
+            failed: BTreeMap::from([("generate: HTTP 500".into(), 1)]),
+            failed_examples: BTreeMap::from([(
+                "generate: HTTP 500".into(),
+                FailureExample {
+                    seed_id: "s1".into(),
+                    source: "seeds.jsonl:2".into(),
+                    error: "seeds.jsonl:2: stage `generate`: HTTP 500".into(),
+                },
+            )]),
         };
         assert_eq!(TaskStats::from(&pb::TaskStats::from(&stats)), stats);
         let file = WrittenFile {

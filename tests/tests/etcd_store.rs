@@ -35,6 +35,7 @@ fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
         finished_ms: 0,
         error: String::new(),
         input_fingerprint: Default::default(),
+        finalize_removed: Default::default(),
     };
     // Built from JSON: the slice type lives in synthforge-core, which this crate does not use.
     let ts = (0..tasks)

@@ -25,6 +25,7 @@ async fn replica(etcd: &Etcd, stop: &CancellationToken) -> Replica {
         tls: None,
         security: Default::default(),
         retry_backoff: Backoff::DEFAULT,
+        worker_grace: CoordinatorConfig::DEFAULT_WORKER_GRACE,
     };
     let cfg = ReplicaConfig {
         etcd: vec![etcd.url()],

@@ -294,7 +294,6 @@ impl TaskRunner {
                 SeedItem::Bad(b) => {
                     ledger.expect(b.index);
                     ledger.failed(b.index, "read");
-                    stats.count_failed();
                     rows_done.fetch_add(1, Ordering::Relaxed);
                     let failure = FailureRecord {
                         seed_id: b.id.clone().unwrap_or_else(|| format!("row-{}", b.index)),
@@ -306,8 +305,10 @@ impl TaskRunner {
                         job_id: lease.job_id.clone(),
                         task_id: lease.task_id,
                     };
-                    sink.push_failure(stored_failure(failure, pii.as_deref()))
-                        .await?;
+                    // Counted as stored: with a pii stage the reason's example is redacted too.
+                    let failure = stored_failure(failure, pii.as_deref());
+                    stats.count_failed(&failure);
+                    sink.push_failure(failure).await?;
                 }
             }
         }
@@ -343,9 +344,10 @@ impl TaskRunner {
                     ledger.removed(item.seed.index, &reason)
                 }
                 Outcome::Failed(f) => {
-                    stats.count_failed();
                     let first = ledger.failed(f.row_index, &f.stage);
-                    sink.push_failure(stored_failure(f, pii.as_deref())).await?;
+                    let f = stored_failure(f, pii.as_deref());
+                    stats.count_failed(&f);
+                    sink.push_failure(f).await?;
                     first
                 }
             };

@@ -69,8 +69,19 @@ pub struct CoordinatorArgs {
     /// Allow listening beyond loopback without any token (warns in the log and on the dashboard).
     #[arg(long)]
     pub insecure: bool,
+    /// Seconds without a heartbeat or lease request after which a worker counts as gone: it
+    /// leaves the dashboard, `/api/workers` and the worker metrics.
+    #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
+    pub worker_grace_s: f64,
     #[command(flatten)]
     pub tls: super::tls_args::TlsArgs,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
 }
 
 pub async fn run(a: CoordinatorArgs) -> anyhow::Result<()> {
@@ -88,6 +99,7 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<()> {
             http_tls: a.tls.http_server()?,
         },
         retry_backoff: Backoff::DEFAULT,
+        worker_grace: std::time::Duration::from_secs_f64(a.worker_grace_s),
     };
     let state = if a.etcd.is_empty() {
         StateConfig::Embedded(a.state_dir)

@@ -322,6 +322,7 @@ output: {path: /tmp/out}
             finished_ms: 0,
             error: String::new(),
             input_fingerprint: Default::default(),
+            finalize_removed: Default::default(),
         };
         let mut stats = TaskStats {
             rows_out: 9,
@@ -370,6 +371,7 @@ output: {path: /tmp/out}
             finished_ms: 0,
             error: String::new(),
             input_fingerprint: Default::default(),
+            finalize_removed: Default::default(),
         };
         let mut m = Manifest::new("f-1", "f", vec![]);
         m.seed_rows = 10;

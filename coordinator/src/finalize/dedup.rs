@@ -15,7 +15,7 @@
 //! order, worker count or retries. Exact removals count as `dedup_exact`, the others as
 //! `dedup_near`. Near duplicates are band collisions (no pairwise verification), as in FineWeb.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -24,11 +24,40 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use synthforge_core::input::ObjectReader;
+use synthforge_core::manifest::Manifest;
 use synthforge_core::minhash::decode_bands;
 use synthforge_core::sink::{ParquetFileSink, WrittenFile};
 use synthforge_core::spec::{JobSpec, StageSpec};
 use synthforge_core::stages::dedup::{DedupParams, BANDS_COLUMN, HASH_COLUMN};
+use synthforge_core::stats::TaskStats;
+
+use crate::model::{TaskRecord, TaskState};
 use synthforge_core::storage::Location;
+
+/// A finalized job's stats: its completed tasks' sums plus the rows the finalizer removed
+/// beyond what the tasks reported (`dedup_exact`, `dedup_near`: the manifest's removals minus
+/// the tasks'), and those removals by reason (kept in the job record, to survive a restart). So
+/// `stats.removed` shows every removal and `rows_out` the rows the dataset really has.
+pub fn stats_after_finalize(
+    tasks: &[TaskRecord],
+    manifest: &Manifest,
+) -> (TaskStats, BTreeMap<String, u64>) {
+    let mut stats = TaskStats::default();
+    for t in tasks.iter().filter(|t| t.state == TaskState::Done) {
+        stats.add(&t.stats);
+    }
+    let removed: BTreeMap<String, u64> = manifest
+        .removed
+        .iter()
+        .map(|(reason, n)| {
+            let by_tasks = stats.removed.get(reason).copied().unwrap_or(0);
+            (reason.clone(), n.saturating_sub(by_tasks))
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    stats.count_removed_at_finalize(&removed);
+    (stats, removed)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DedupError {
@@ -416,6 +445,36 @@ mod tests {
             hash: Some(hash),
             bands: bands.to_vec(),
         }
+    }
+
+    #[test]
+    fn removals_at_finalize_are_what_the_manifest_adds_to_the_tasks() {
+        let (job, mut tasks) = crate::control::store::conformance::job("j", 3);
+        for (i, t) in tasks.iter_mut().enumerate() {
+            t.stats = TaskStats {
+                rows_in: 10,
+                rows_out: 8,
+                removed: BTreeMap::from([("judge".to_string(), 2)]),
+                ..Default::default()
+            };
+            // The third task failed: its stats do not count.
+            t.state = if i < 2 {
+                TaskState::Done
+            } else {
+                TaskState::Failed
+            };
+        }
+        let mut m = Manifest::new(&job.id, &job.name, Vec::new());
+        m.removed = BTreeMap::from([
+            ("judge".to_string(), 4),
+            ("dedup_exact".to_string(), 5),
+            ("dedup_near".to_string(), 0),
+        ]);
+        let (stats, removed) = stats_after_finalize(&tasks, &m);
+        assert_eq!(removed, BTreeMap::from([("dedup_exact".to_string(), 5)]));
+        assert_eq!((stats.rows_in, stats.rows_out), (20, 11));
+        assert_eq!(stats.removed["judge"], 4);
+        assert_eq!(stats.removed["dedup_exact"], 5);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use arrow_array::Array;
 use futures::TryStreamExt;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use synthforge_core::input::ObjectReader;
+use synthforge_core::record::FailureRecord;
 use synthforge_core::sink::WrittenFile;
+use synthforge_core::stats::failure_reason;
 use synthforge_core::storage::Location;
 
 /// Longest reason kept: errors carry row-specific detail after their first words, and reasons
@@ -50,7 +52,7 @@ async fn count_file(
     let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
     let schema = builder.parquet_schema();
     let wanted: Vec<usize> = (0..schema.num_columns())
-        .filter(|&i| matches!(schema.column(i).name(), "stage" | "error"))
+        .filter(|&i| matches!(schema.column(i).name(), "stage" | "error" | "source"))
         .collect();
     let mask = ProjectionMask::leaves(schema, wanted);
     let mut stream = builder.with_projection(mask).build()?;
@@ -63,8 +65,16 @@ async fn count_file(
         let (Some(stages), Some(errors)) = (text("stage"), text("error")) else {
             continue;
         };
-        for (stage, error) in stages.into_iter().zip(errors) {
-            *out.entry(reason_key(&stage, &error)).or_default() += 1;
+        let sources = text("source").unwrap_or_else(|| vec![String::new(); stages.len()]);
+        for ((stage, error), source) in stages.into_iter().zip(errors).zip(sources) {
+            // The same reason as the job's stats (`stats.failed`): without the row's position.
+            let f = FailureRecord {
+                stage,
+                error,
+                source,
+                ..Default::default()
+            };
+            *out.entry(failure_reason(&f)).or_default() += 1;
         }
     }
     Ok(())
@@ -85,7 +95,6 @@ fn arrow_cast_text(col: &dyn Array) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synthforge_core::record::FailureRecord;
     use synthforge_core::sink::TaskSink;
 
     #[test]
@@ -102,13 +111,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = synthforge_core::storage::open(dir.path().to_str().unwrap()).unwrap();
         let mut sink = TaskSink::new(&root, 3, 1, vec![], "zstd", 2).unwrap();
-        for (i, error) in ["HTTP 500\ndetail a", "HTTP 500\ndetail b", "empty choices"]
-            .iter()
-            .enumerate()
+        for (i, error) in [
+            "HTTP 500\ndetail a",
+            "HTTP 500\ndetail b",
+            "empty choices",
+            "seeds.jsonl:3: stage `generate`: HTTP 500",
+        ]
+        .iter()
+        .enumerate()
         {
             sink.push_failure(FailureRecord {
                 seed_id: format!("s{i}"),
                 row_index: i as u64,
+                source: format!("seeds.jsonl:{i}"),
                 stage: "generate".into(),
                 error: error.to_string(),
                 ..Default::default()
@@ -119,7 +134,8 @@ mod tests {
         let files = sink.finish().await.unwrap();
         let got = reasons(&root, &files).await;
         let want: BTreeMap<String, u64> = [
-            ("generate: HTTP 500".to_string(), 2),
+            // The row's position in front of the error is not part of the reason.
+            ("generate: HTTP 500".to_string(), 3),
             ("generate: empty choices".to_string(), 1),
         ]
         .into();

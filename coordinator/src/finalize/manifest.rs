@@ -209,6 +209,7 @@ mod tests {
             finished_ms: 0,
             error: String::new(),
             input_fingerprint: Default::default(),
+            finalize_removed: Default::default(),
         }
     }
 

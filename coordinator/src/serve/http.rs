@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::control::scheduler::{JobView, Scheduler, WorkerInfo};
 use crate::serve::auth::{Auth, Role};
 use crate::serve::dashboard;
+use crate::serve::funnel::{self, FunnelStep};
 use crate::serve::{metrics, redact, same_origin};
 use crate::telemetry::{EndpointView, RatePoint, SampleRow, Telemetry, WorkerBackends};
 
@@ -118,6 +119,7 @@ async fn info(State(s): State<HttpState>) -> Response {
     Json(serde_json::json!({
         "auth_required": s.auth.required(),
         "insecure": s.insecure,
+        "worker_grace_s": s.sched.worker_grace().as_secs_f64(),
     }))
     .into_response()
 }
@@ -162,6 +164,8 @@ pub struct JobOut {
     pub tokens_per_s: f64,
     /// Seconds to go at the current rate; `null` when unknown (no rate yet) or ended.
     pub eta_s: Option<f64>,
+    /// Seconds from submit to the end (or to now while the job runs).
+    pub elapsed_s: f64,
 }
 
 /// `/api/jobs/{id}`: the job plus its history, samples and backends.
@@ -172,6 +176,8 @@ pub struct JobDetail {
     pub series: Vec<RatePoint>,
     pub samples: Vec<SampleRow>,
     pub backends: Vec<EndpointView>,
+    /// Rows in → out per stage, removed and failed by reason ([`funnel::funnel`]).
+    pub funnel: Vec<FunnelStep>,
 }
 
 /// A worker as the API shows it.
@@ -203,6 +209,12 @@ fn job_out(t: &Telemetry, view: JobView) -> JobOut {
     };
     let eta_s = (running && rate.rows_per_s > 0.0)
         .then(|| total.saturating_sub(rows_done) as f64 / rate.rows_per_s);
+    let end_ms = if running || view.record.finished_ms == 0 {
+        synthforge_core::now_ms()
+    } else {
+        view.record.finished_ms
+    };
+    let elapsed_s = end_ms.saturating_sub(view.record.created_ms) as f64 / 1000.0;
     JobOut {
         view,
         rows_done,
@@ -210,6 +222,7 @@ fn job_out(t: &Telemetry, view: JobView) -> JobOut {
         rows_per_s: rate.rows_per_s,
         tokens_per_s: rate.tokens_per_s,
         eta_s,
+        elapsed_s,
     }
 }
 
@@ -228,7 +241,12 @@ async fn get_job(State(s): State<HttpState>, Path(id): Path<String>) -> Response
     match s.sched.job(&id).await {
         Some(v) => {
             let t = &s.telemetry;
+            let funnel = match s.sched.job_spec(&id).await {
+                Some(spec) => funnel::funnel(&spec, &v.stats),
+                None => Vec::new(),
+            };
             masked_json(&JobDetail {
+                funnel,
                 series: t.job_rates(&id),
                 samples: t.samples(&id),
                 backends: t

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod convert;
 pub mod dashboard;
 pub mod exposure;
+pub mod funnel;
 pub mod grpc;
 pub mod http;
 pub mod https;

@@ -56,6 +56,13 @@ pub struct BackendSpec {
     /// Refused at validation, like `api_key_env`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_file: Option<String>,
+    /// Requests in flight to this backend **per worker process**, not per cluster: each
+    /// worker keeps one pool per job and backend, shared by all its tasks of the job, so `N`
+    /// workers put up to `N × max_concurrency` requests in flight (tests/tests/concurrency.rs).
+    /// A fixed number caps that pool (all its endpoints together, and each endpoint alone);
+    /// `auto` gives each endpoint of each worker its own adaptive limit, with no pool-wide cap.
+    /// To bound a whole cluster's load, divide by the number of workers (or use
+    /// `requests_per_minute` / `tokens_per_minute`, which are shared across the fleet).
     #[serde(default)]
     pub max_concurrency: Concurrency,
     #[serde(default)]

@@ -45,6 +45,10 @@ impl Scheduler {
                     );
                     e.record.state = state;
                     e.record.error = error;
+                    let (stats, removed) =
+                        crate::finalize::dedup::stats_after_finalize(&tasks, &manifest);
+                    e.stats = stats;
+                    e.record.finalize_removed = removed;
                 }
                 Err(err) => {
                     e.record.state = JobState::Failed;

@@ -29,6 +29,7 @@ mod lease;
 mod outcome;
 mod state;
 mod submit;
+mod workers;
 
 use state::{Inner, JobEntry};
 pub use state::{JobView, Lease, WorkerInfo};
@@ -79,6 +80,8 @@ pub struct Scheduler {
     pub heartbeat_interval_ms: u64,
     /// Wait between a task's failed or expired attempt and its next lease.
     retry_backoff: Backoff,
+    /// Silence (ms) after which a worker is no longer listed ([`Scheduler::workers`]).
+    worker_grace_ms: std::sync::atomic::AtomicU64,
     changed: tokio::sync::Notify,
 }
 
@@ -100,6 +103,7 @@ impl Scheduler {
             finalizer,
             heartbeat_interval_ms: 2_000,
             retry_backoff,
+            worker_grace_ms: std::sync::atomic::AtomicU64::new(workers::DEFAULT_GRACE_MS),
             changed: tokio::sync::Notify::new(),
         })
     }
@@ -145,6 +149,9 @@ impl Scheduler {
             let mut stats = TaskStats::default();
             for t in tasks.iter().filter(|t| t.state == TaskState::Done) {
                 stats.add(&t.stats);
+            }
+            if record.state.is_terminal() {
+                stats.count_removed_at_finalize(&record.finalize_removed);
             }
             let pending: Vec<u64> = tasks
                 .iter()
@@ -504,6 +511,11 @@ impl Scheduler {
         self.inner.lock().await.job(id).map(|e| e.view())
     }
 
+    /// The validated spec a job runs (the dashboard's funnel follows its pipeline).
+    pub async fn job_spec(&self, id: &str) -> Option<Arc<JobSpec>> {
+        self.inner.lock().await.job(id).map(|e| e.spec.clone())
+    }
+
     pub async fn jobs(&self) -> Vec<JobView> {
         self.inner
             .lock()
@@ -512,10 +524,6 @@ impl Scheduler {
             .values()
             .map(|e| e.view())
             .collect()
-    }
-
-    pub async fn workers(&self) -> Vec<WorkerInfo> {
-        self.inner.lock().await.workers.values().cloned().collect()
     }
 
     /// True when every known job has ended (used by all-in-one runs to stop workers).

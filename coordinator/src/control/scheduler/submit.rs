@@ -75,6 +75,7 @@ impl Scheduler {
             finished_ms: 0,
             error: String::new(),
             input_fingerprint: fingerprint::record(input_now),
+            finalize_removed: Default::default(),
         };
         let tasks: Vec<TaskRecord> = plan
             .tasks

@@ -23,6 +23,7 @@ pub(crate) fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
         finished_ms: 0,
         error: String::new(),
         input_fingerprint: Default::default(),
+        finalize_removed: Default::default(),
     };
     let ts = (0..tasks)
         .map(|i| {

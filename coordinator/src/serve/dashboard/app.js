@@ -5,6 +5,12 @@
 'use strict';
 
 const POLL_MS = 1000;
+// Finished jobs are listed collapsed, this many per page, so the list stays short however many
+// jobs the coordinator has run and the detail panel below it stays in place.
+const FINISHED_PER_PAGE = 8;
+// Failure reasons listed in the detail panel (the rest are summed in one line).
+const TOP_REASONS = 8;
+const TERMINAL = ['succeeded', 'failed', 'cancelled'];
 // The token lives in this tab's sessionStorage (gone when the tab closes), never in a cookie:
 // a cookie would be sent by the browser on requests other sites make to this coordinator.
 const TOKEN_KEY = 'synthforge.token';
@@ -14,6 +20,7 @@ const state = {
   adminToken: null, // asked for on cancel when the page's token may not cancel; memory only
   messages: {},
   detail: null,
+  finishedPage: 0,
 };
 
 class Unauthorized extends Error {}
@@ -126,6 +133,24 @@ async function cancelJob(id) {
   poll();
 }
 
+function sum(obj) {
+  return Object.values(obj || {}).reduce((a, b) => a + b, 0);
+}
+
+function select(id) {
+  state.selected = id;
+  poll();
+}
+
+// Lines under a job's numbers that say what state it is in beyond the state badge (its error;
+// other conditions add a line here). Each entry: { cls, text }.
+function jobStateLines(j) {
+  const lines = [];
+  if (j.record.error) lines.push({ cls: 'error', text: j.record.error });
+  if (j.waiting) lines.push({ cls: 'waiting', text: j.waiting });
+  return lines;
+}
+
 function renderJobs(jobs) {
   const root = document.getElementById('jobs');
   clear(root);
@@ -137,67 +162,151 @@ function renderJobs(jobs) {
   if (!state.selected || !jobs.some((j) => j.record.id === state.selected)) {
     state.selected = jobs[0].record.id;
   }
-  for (const j of jobs) {
+  const active = jobs.filter((j) => !TERMINAL.includes(j.record.state));
+  const finished = jobs.filter((j) => TERMINAL.includes(j.record.state));
+  for (const j of active) root.appendChild(jobCard(j));
+  if (finished.length) root.appendChild(finishedList(finished));
+}
+
+// A running (or finalizing) job: its numbers, progress bar and cancel button.
+function jobCard(j) {
+  const r = j.record;
+  const st = j.stats;
+  const pct = Math.min(100, j.progress * 100);
+  const msg = state.messages[r.id];
+  return el('div', { class: 'job' + (r.id === state.selected ? ' selected' : ''), 'data-job': r.id },
+    el('div', { class: 'job-head', onclick: () => select(r.id) },
+      el('span', { class: 'job-name' }, r.name),
+      el('span', { class: 'muted job-id' }, r.id),
+      el('span', { class: `state state-${r.state}` }, r.state),
+      el('span', { class: 'muted' }, r.output)),
+    el('div', { class: 'bar', title: `${pct.toFixed(1)}%` },
+      el('div', { class: 'bar-fill', style: `width:${pct.toFixed(2)}%` })),
+    el('div', { class: 'nums' },
+      el('span', {}, 'progress ', el('b', { class: 'progress-pct' }, `${pct.toFixed(1)}%`)),
+      el('span', {}, 'rows ', el('b', { class: 'rows-done' }, `${j.rows_done}`), ` / ${r.rows_total}`),
+      el('span', {}, 'out ', el('b', {}, fmtNum(st.rows_out))),
+      el('span', {}, 'rows/s ', el('b', { class: 'rows-per-s' }, fmtNum(j.rows_per_s))),
+      el('span', {}, 'tokens/s ', el('b', { class: 'tokens-per-s' }, fmtNum(j.tokens_per_s))),
+      el('span', {}, 'elapsed ', el('b', { class: 'elapsed' }, fmtDuration(j.elapsed_s))),
+      el('span', {}, 'ETA ', el('b', { class: 'eta' }, fmtDuration(j.eta_s))),
+      el('span', {}, 'tasks ', el('b', {}, `${j.tasks_done}/${r.tasks_total}`),
+        ` (${j.tasks_leased} running, ${j.tasks_pending} pending, ${j.tasks_failed} failed)`),
+      el('span', {}, 'removed ', el('b', {}, fmtNum(sum(st.removed)))),
+      el('span', {}, 'failed rows ', el('b', {}, fmtNum(st.rows_failed))),
+      el('span', {}, 'tokens ', el('b', {}, fmtNum(st.prompt_tokens)), ' in / ',
+        el('b', {}, fmtNum(st.completion_tokens)), ' out')),
+    ...jobStateLines(j).map((l) => el('div', { class: `state-line ${l.cls}` }, l.text)),
+    el('div', {},
+      el('button', { class: 'cancel', 'data-job': r.id, onclick: () => cancelJob(r.id) }, 'Cancel'),
+      msg ? el('span', { class: 'msg ' + (msg.ok ? 'ok' : 'error') }, msg.text) : null));
+}
+
+// Finished jobs, newest first: one line each, a page at a time.
+function finishedList(finished) {
+  const pages = Math.max(1, Math.ceil(finished.length / FINISHED_PER_PAGE));
+  state.finishedPage = Math.min(state.finishedPage, pages - 1);
+  const first = state.finishedPage * FINISHED_PER_PAGE;
+  const shown = finished.slice(first, first + FINISHED_PER_PAGE);
+  const table = el('table', { id: 'finished-jobs' },
+    el('thead', {}, el('tr', {}, ...['job', 'id', 'state', 'rows out', 'removed', 'failed rows', 'elapsed', 'ended']
+      .map((h) => el('th', {}, h)))));
+  const body = el('tbody', {});
+  for (const j of shown) {
     const r = j.record;
-    const st = j.stats;
-    const removed = Object.values(st.removed || {}).reduce((a, b) => a + b, 0);
-    const pct = Math.min(100, j.progress * 100);
-    const terminal = ['succeeded', 'failed', 'cancelled'].includes(r.state);
     const msg = state.messages[r.id];
-    const card = el('div', { class: 'job' + (r.id === state.selected ? ' selected' : ''), 'data-job': r.id },
-      el('div', { class: 'job-head', onclick: () => { state.selected = r.id; poll(); } },
-        el('span', { class: 'job-name' }, r.name),
-        el('span', { class: 'muted job-id' }, r.id),
-        el('span', { class: `state state-${r.state}` }, r.state),
-        el('span', { class: 'muted' }, r.output)),
-      el('div', { class: 'bar', title: `${pct.toFixed(1)}%` },
-        el('div', { class: 'bar-fill', style: `width:${pct.toFixed(2)}%` })),
-      el('div', { class: 'nums' },
-        el('span', {}, 'progress ', el('b', { class: 'progress-pct' }, `${pct.toFixed(1)}%`)),
-        el('span', {}, 'rows ', el('b', { class: 'rows-done' }, `${j.rows_done}`), ` / ${r.rows_total}`),
-        el('span', {}, 'out ', el('b', {}, fmtNum(st.rows_out))),
-        el('span', {}, 'rows/s ', el('b', { class: 'rows-per-s' }, fmtNum(j.rows_per_s))),
-        el('span', {}, 'tokens/s ', el('b', { class: 'tokens-per-s' }, fmtNum(j.tokens_per_s))),
-        el('span', {}, 'ETA ', el('b', { class: 'eta' }, terminal ? 'done' : fmtDuration(j.eta_s))),
-        el('span', {}, 'tasks ', el('b', {}, `${j.tasks_done}/${r.tasks_total}`),
-          ` (${j.tasks_leased} running, ${j.tasks_pending} pending, ${j.tasks_failed} failed)`),
-        el('span', {}, 'removed ', el('b', {}, fmtNum(removed))),
-        el('span', {}, 'failed rows ', el('b', {}, fmtNum(st.rows_failed))),
-        el('span', {}, 'tokens ', el('b', {}, fmtNum(st.prompt_tokens)), ' in / ',
-          el('b', {}, fmtNum(st.completion_tokens)), ' out')),
-      r.error ? el('div', { class: 'error' }, r.error) : null,
-      j.waiting ? el('div', { class: 'waiting' }, j.waiting) : null,
-      el('div', {},
-        el('button', { class: 'cancel', 'data-job': r.id, onclick: () => cancelJob(r.id), ...(terminal ? { disabled: '' } : {}) }, 'Cancel'),
-        msg ? el('span', { class: 'msg ' + (msg.ok ? 'ok' : 'error') }, msg.text) : null));
-    root.appendChild(card);
+    body.appendChild(el('tr', {
+      class: 'finished-job' + (r.id === state.selected ? ' selected' : ''), 'data-job': r.id,
+      onclick: () => select(r.id),
+    },
+    el('td', { class: 'job-name' }, r.name), el('td', { class: 'muted job-id' }, r.id),
+    el('td', {}, el('span', { class: `state state-${r.state}` }, r.state),
+      msg ? el('span', { class: 'msg ' + (msg.ok ? 'ok' : 'error') }, msg.text) : null),
+    el('td', {}, fmtNum(j.stats.rows_out)), el('td', {}, fmtNum(sum(j.stats.removed))),
+    el('td', {}, fmtNum(j.stats.rows_failed)), el('td', { class: 'elapsed' }, fmtDuration(j.elapsed_s)),
+    el('td', {}, fmtAgo(r.finished_ms))));
   }
+  table.appendChild(body);
+  const turn = (delta) => { state.finishedPage += delta; poll(); };
+  return el('div', { class: 'panel finished' },
+    el('h3', {}, `Finished jobs (${finished.length})`),
+    table,
+    el('div', { class: 'pager' },
+      el('button', { class: 'page-prev', onclick: () => turn(-1), ...(state.finishedPage === 0 ? { disabled: '' } : {}) }, '‹ newer'),
+      el('span', { class: 'page-info muted' }, `page ${state.finishedPage + 1} of ${pages}`),
+      el('button', { class: 'page-next', onclick: () => turn(1), ...(state.finishedPage >= pages - 1 ? { disabled: '' } : {}) }, 'older ›')));
 }
 
 function renderDetail(d) {
   const sec = document.getElementById('detail');
   if (!d) { sec.hidden = true; return; }
   sec.hidden = false;
-  const name = document.getElementById('detail-name');
-  name.textContent = `${d.record.name} (${d.record.id})`;
-  drawChart(document.getElementById('chart'), d.series);
+  document.getElementById('detail-name').textContent = `${d.record.name} (${d.record.id})`;
+  const ended = TERMINAL.includes(d.record.state);
+  document.getElementById('detail-elapsed').textContent =
+    `${d.record.state} · ${ended ? 'ran' : 'running for'} ${fmtDuration(d.elapsed_s)}`;
+  drawChart(document.getElementById('chart'), d.series, ended);
+  renderFunnel(d.funnel || []);
+  renderFailures(d);
+  renderBackends(d.backends);
+  renderSamples(d.samples);
+}
 
-  const removed = document.querySelector('#removed tbody');
-  clear(removed);
-  const reasons = Object.entries(d.stats.removed || {});
-  if (!reasons.length) removed.appendChild(el('tr', {}, el('td', { colspan: 2, class: 'muted' }, 'none')));
-  for (const [reason, n] of reasons) removed.appendChild(el('tr', {}, el('td', {}, reason), el('td', {}, fmtNum(n))));
+// Rows in → out per stage, with what each stage removed and failed, by reason.
+function renderFunnel(steps) {
+  const tb = document.querySelector('#funnel tbody');
+  clear(tb);
+  if (!steps.length) tb.appendChild(el('tr', {}, el('td', { colspan: 5, class: 'muted' }, 'no stages')));
+  const reasons = (m) => {
+    const entries = Object.entries(m || {}).sort((a, b) => b[1] - a[1]);
+    if (!entries.length) return '–';
+    return el('span', {}, ...entries.map(([r, n]) => el('span', { class: 'reason' }, `${r}: ${fmtNum(n)}`)));
+  };
+  for (const st of steps) {
+    const label = st.stage + (st.stages > 1 ? ` ×${st.stages}` : '') + (st.at_finalize ? ' (whole job, at the end)' : '');
+    tb.appendChild(el('tr', { 'data-stage': st.stage },
+      el('td', {}, label),
+      el('td', { class: 'funnel-in' }, fmtNum(st.rows_in)),
+      el('td', { class: 'funnel-out' }, fmtNum(st.rows_out)),
+      el('td', { class: 'funnel-removed' }, reasons(st.removed)),
+      el('td', { class: 'funnel-failed' }, reasons(st.failed))));
+  }
+}
 
+// Failed rows by reason (top reasons first, with the first row of each as an example) and
+// failed tasks.
+function renderFailures(d) {
+  const st = d.stats;
   document.getElementById('failed-rows').textContent =
-    `${d.stats.rows_failed} seed rows went to failures/; ${d.failed_tasks.length} tasks failed.`;
+    `${fmtNum(st.rows_failed)} seed rows went to failures/; ${d.failed_tasks.length} tasks failed.`;
+  const tb = document.querySelector('#failure-reasons tbody');
+  clear(tb);
+  const entries = Object.entries(st.failed || {}).sort((a, b) => b[1] - a[1]);
+  if (!entries.length) {
+    const why = st.rows_failed ? 'reasons not reported (rows counted before reasons were)' : 'none';
+    tb.appendChild(el('tr', {}, el('td', { colspan: 3, class: 'muted' }, why)));
+  }
+  for (const [reason, n] of entries.slice(0, TOP_REASONS)) {
+    const ex = (st.failed_examples || {})[reason];
+    tb.appendChild(el('tr', { class: 'failure-reason' },
+      el('td', { class: 'error' }, reason), el('td', {}, fmtNum(n)),
+      el('td', { class: 'failure-example' }, ex ? `${ex.seed_id} at ${ex.source}` : '–')));
+  }
+  if (entries.length > TOP_REASONS) {
+    const rest = entries.slice(TOP_REASONS);
+    tb.appendChild(el('tr', {}, el('td', { class: 'muted' }, `${rest.length} more reasons`),
+      el('td', {}, fmtNum(rest.reduce((a, [, n]) => a + n, 0))), el('td', {})));
+  }
   const fl = document.getElementById('failures');
   clear(fl);
   for (const [task, err] of d.failed_tasks) fl.appendChild(el('li', {}, `task ${task}: `, el('span', { class: 'error' }, err)));
+}
 
+function renderBackends(backends) {
   const be = document.querySelector('#backends tbody');
   clear(be);
-  if (!d.backends.length) be.appendChild(el('tr', {}, el('td', { colspan: 11, class: 'muted' }, 'no reports yet (workers send them with heartbeats)')));
-  for (const b of d.backends) {
+  if (!backends.length) be.appendChild(el('tr', {}, el('td', { colspan: 11, class: 'muted' }, 'no reports yet (workers send them with heartbeats)')));
+  for (const b of backends) {
     const errs = Object.entries(b.errors_by_code).map(([c, n]) => `${c === '0' ? 'transport' : c}: ${n}`).join(', ') || 'none';
     be.appendChild(el('tr', {},
       el('td', {}, b.backend), el('td', {}, b.model), el('td', {}, b.url + (b.ejected ? ' (ejected)' : '')),
@@ -205,20 +314,25 @@ function renderDetail(d) {
       el('td', {}, fmtNum(b.latency_p50_ms)), el('td', {}, fmtNum(b.latency_p95_ms)),
       el('td', {}, errs), el('td', {}, fmtNum(b.retries)), el('td', {}, fmtNum(b.workers))));
   }
+}
 
+function renderSamples(samples) {
   const sm = document.getElementById('samples');
   clear(sm);
-  if (!d.samples.length) sm.appendChild(el('p', { class: 'muted' }, 'No committed rows yet.'));
-  for (const s of d.samples.slice().reverse()) {
+  if (!samples.length) sm.appendChild(el('p', { class: 'muted' }, 'No committed rows yet.'));
+  for (const s of samples.slice().reverse()) {
     sm.appendChild(el('div', { class: 'sample' },
       el('div', { class: 'muted' }, `seed ${s.seed_id} · task ${s.task_id} · ${s.stage} · ${s.model}`),
+      s.prompt ? el('div', { class: 'sample-label' }, 'prompt') : null,
       s.prompt ? el('pre', { class: 'sample-prompt' }, s.prompt) : null,
+      el('div', { class: 'sample-label' }, 'completion'),
       el('pre', { class: 'sample-completion' }, s.completion)));
   }
 }
 
 // Rows/s (left axis, blue) and tokens/s (right axis, amber) over time.
-function drawChart(canvas, series) {
+// After the job ended the chart keeps its whole history (the API keeps the series).
+function drawChart(canvas, series, ended) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth || canvas.width, h = canvas.clientHeight || canvas.height;
   canvas.width = Math.round(w * dpr);
@@ -234,7 +348,7 @@ function drawChart(canvas, series) {
   canvas.dataset.points = String(series.length);
   if (series.length < 2) {
     ctx.fillStyle = '#6b7280';
-    ctx.fillText('waiting for data…', pad.l + 8, pad.t + 18);
+    ctx.fillText(ended ? 'the job ended before a rate was measured' : 'waiting for data…', pad.l + 8, pad.t + 18);
     return;
   }
   const t0 = series[0].t_ms, t1 = series[series.length - 1].t_ms;
@@ -268,7 +382,7 @@ function drawChart(canvas, series) {
   ctx.fillStyle = '#d97706';
   ctx.fillText(fmtNum(maxTok / 1.1), w - pad.r + 4, pad.t + 10);
   ctx.fillStyle = '#6b7280';
-  ctx.fillText(`${fmtDuration((t1 - t0) / 1000)} shown`, pad.l, h - 6);
+  ctx.fillText(`${fmtDuration((t1 - t0) / 1000)} shown${ended ? ' (job ended)' : ''}`, pad.l, h - 6);
   ctx.fillText(new Date(t1).toLocaleTimeString(), pad.l + pw - 60, h - 6);
 }
 
@@ -289,6 +403,10 @@ async function loadInfo() {
     const r = await fetch('/api/info', { cache: 'no-store' });
     const info = await r.json();
     document.getElementById('insecure-banner').hidden = !info.insecure;
+    if (info.worker_grace_s) {
+      document.getElementById('workers-note').textContent =
+        `(a worker silent for ${fmtDuration(info.worker_grace_s)} is no longer listed)`;
+    }
     if (info.auth_required && !state.token) showLogin();
   } catch (e) {
     // the poll below reports the connection
