@@ -26,6 +26,10 @@ pub struct Manifest {
     /// Rows removed by reason (judge, filter:*, dedup_*...).
     #[serde(default)]
     pub removed: BTreeMap<String, u64>,
+    /// Redactions by PII type (`pii` stages' `pii:<type>` counters over the kept rows), the
+    /// same counts as the dataset card's, for readers that audit a dataset by machine.
+    #[serde(default)]
+    pub pii_redactions: BTreeMap<String, u64>,
     pub created_unix_ms: u64,
     /// Tasks that used up their attempts: their seed rows are in no file of the dataset.
     #[serde(default)]

@@ -17,7 +17,11 @@ const PLANTED: &[&str] = &[
     "+44 20 7946 0958",
     "2001:db8::8a2e:370:7334",
     "ops@acme-corp.co.uk",
+    "DE89 3704 0044 0532 0130 00",
+    "john at example dot com",
 ];
+/// Look-alikes that must reach the backend and the output unchanged.
+const DECOYS: &[&str] = &["978-0-306-40615-7", "Section 4.2.1.3"];
 const MODEL_LEAK: &[&str] = &["leaked.person@example.net", "(555) 987-6543"];
 
 #[test]
@@ -40,6 +44,8 @@ fn planted_pii_never_reaches_backend_nor_output() {
         "Traffic from 2001:db8::8a2e:370:7334 spiked.",
         "A plain ticket about the weather.",
         "ECHO-ME: what is your contact address?",
+        "Wire to DE89 3704 0044 0532 0130 00 or mail john at example dot com; \
+         ISBN 978-0-306-40615-7 and Section 4.2.1.3 stay.",
     ];
     // Every row has the `team` column the template needs except the last one, which fails
     // after the pii stage: its failure record must hold the redacted seed too.
@@ -85,6 +91,7 @@ fn planted_pii_never_reaches_backend_nor_output() {
         "[US_SSN]",
         "[IP_ADDRESS]",
         "[UK_NINO]",
+        "[IBAN]",
     ] {
         assert!(
             sent.contains(ph),
@@ -100,9 +107,15 @@ fn planted_pii_never_reaches_backend_nor_output() {
         f.input.as_deref().unwrap_or("").contains("[EMAIL]"),
         "{f:?}"
     );
+    for d in DECOYS {
+        assert!(sent.contains(d), "decoy {d:?} was redacted:\n{sent}");
+    }
     let all = all_output_text(&output);
     for p in PLANTED.iter().chain(MODEL_LEAK) {
         assert!(!all.contains(p), "{p:?} reached the output");
+    }
+    for d in DECOYS {
+        assert!(all.contains(d), "decoy {d:?} missing from the output");
     }
     let echo = output.rows.iter().find(|r| r.seed_id == "t9").unwrap();
     assert_eq!(
@@ -110,19 +123,29 @@ fn planted_pii_never_reaches_backend_nor_output() {
         Some("Sure, write to [EMAIL] or call [PHONE] today.")
     );
 
-    // Seed side: 1 e-mail, 2 phones, 1 each of the rest; model side: 1 e-mail and 1 phone. The
-    // failing row's e-mail is redacted (checked above) but a failure carries no counters, so
-    // the card does not count it.
+    // Seed side: 2 e-mails, 2 phones, 1 each of the rest; model side: 1 e-mail and 1 phone.
+    // The failing row's e-mail is redacted (checked above) but a failure carries no counters,
+    // so neither the card nor the manifest counts it.
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
-    for (kind, n) in [
-        ("email", 2),
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("_manifest.json")).unwrap())
+            .unwrap();
+    let expected = [
+        ("email", 3),
         ("phone", 3),
         ("credit_card", 1),
         ("us_ssn", 1),
         ("ipv4", 1),
         ("ipv6", 1),
         ("uk_nino", 1),
-    ] {
+        ("iban", 1),
+    ];
+    assert_eq!(
+        manifest["pii_redactions"],
+        serde_json::json!(std::collections::BTreeMap::from(expected)),
+        "the manifest's PII counts"
+    );
+    for (kind, n) in expected {
         let line = card
             .lines()
             .find(|l| l.contains(&format!("`{kind}`")))

@@ -63,6 +63,7 @@ pub async fn write_manifest(
     m.prompt_tokens = stats.prompt_tokens;
     m.completion_tokens = stats.completion_tokens;
     m.removed = removed;
+    m.pii_redactions = stats.pii_redactions.clone();
     m.failed_tasks = failed_tasks(tasks);
     m.failure_reasons = crate::finalize::failures::reasons(&root, &m.files).await;
     let failed_task_rows = m.failed_tasks.iter().map(|t| t.rows).sum();

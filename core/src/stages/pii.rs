@@ -5,7 +5,8 @@
 //! backend nor `failures/`. Placed after one, it rewrites the record's prompt, completion,
 //! chat messages and extra columns (and the context). `target: input | output | auto`
 //! (default `auto`: input while the row has no completion yet) picks the mode; `types` limits
-//! the kinds (default all); `columns` limits the seed columns rewritten in input mode.
+//! the kinds (default [`DEFAULT_KINDS`]: all but `person_name`, which is asked for by name);
+//! `columns` limits the seed columns rewritten in input mode.
 //!
 //! Counts per kind go into the item's `counters` as `pii:<kind>`, which the worker sums into
 //! the dataset card. In input mode the context's columns are counted; in output mode the
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::config::{CheckScope, ConfigError, StageColumns, StageConfig};
-use super::pii_detect::{self, Kind, KINDS};
+use super::pii_detect::{self, Kind, DEFAULT_KINDS};
 use super::{Item, Outcome, Stage, StageContext, StageError};
 use crate::input::SeedRow;
 
@@ -39,7 +40,7 @@ pub enum Target {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PiiConfig {
-    /// Kinds of personal data to redact (default all).
+    /// Kinds of personal data to redact (default all but `person_name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types: Option<Vec<String>>,
     /// Seed columns rewritten in input mode (default all).
@@ -55,7 +56,7 @@ impl PiiConfig {
             Some(names) => {
                 pii_detect::kinds_named(names).map_err(|m| ConfigError::new("types", m))
             }
-            None => Ok(KINDS.to_vec()),
+            None => Ok(DEFAULT_KINDS.to_vec()),
         }
     }
 }
@@ -208,6 +209,23 @@ mod tests {
         assert_eq!(it.context["text"], "write to [EMAIL]");
         assert_eq!(it.seed.columns["text"], "write to [EMAIL]");
         assert_eq!(it.counters["pii:email"], 1);
+    }
+
+    #[tokio::test]
+    async fn names_only_when_asked_for() {
+        let text = "Dr. Okafor can be reached at 221B Baker Street";
+        let out = stage(serde_json::json!({})).process(item(text)).await;
+        let Outcome::Keep(it) = &out[0] else { panic!() };
+        assert_eq!(it.context["text"], "Dr. Okafor can be reached at [ADDRESS]");
+        let out = stage(serde_json::json!({"types": ["person_name"]}))
+            .process(item(text))
+            .await;
+        let Outcome::Keep(it) = &out[0] else { panic!() };
+        assert_eq!(
+            it.context["text"],
+            "Dr. [NAME] can be reached at 221B Baker Street"
+        );
+        assert_eq!(it.counters["pii:person_name"], 1);
     }
 
     #[tokio::test]
