@@ -7,10 +7,17 @@
 //! ([`RENDER_FUEL`], minijinja's fuel) stops nested loops, and a wall-clock limit
 //! ([`RENDER_TIME_LIMIT`]) stops single instructions that are slow on long strings. A render over
 //! either limit is an error for that row (a failure row on a worker, an error in `validate`).
+//!
+//! The time limit also stops the render itself, not only the wait for it: minijinja cannot be
+//! cancelled from outside, so the render thread carries its deadline and every output, filter
+//! call and `range` step checks it. A loop whose body does none of these (only operators on
+//! long strings) still runs until its fuel is spent; SECURITY.md lists that residue.
 
+use std::cell::Cell;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Names minijinja provides itself (loop helpers, globals); never reported as missing columns.
 const BUILTINS: &[&str] = &[
@@ -26,7 +33,8 @@ const BUILTINS: &[&str] = &[
     "kwargs",
 ];
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::value::{Rest, Value};
+use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
 
 /// Instructions one render may execute: a prompt template loops over a handful of items, so
 /// this is far above any real template and far below what nested loops over long strings take.
@@ -34,6 +42,76 @@ pub const RENDER_FUEL: u64 = 200_000;
 /// Time one render may take before the row is given up.
 pub const RENDER_TIME_LIMIT: Duration = Duration::from_secs(2);
 use sha2::{Digest, Sha256};
+
+thread_local! {
+    /// The deadline of the render running on this thread (each render has its own thread).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+fn past_deadline() -> bool {
+    DEADLINE.get().is_some_and(|d| Instant::now() >= d)
+}
+
+/// Stops the render on this thread once it is past its deadline.
+fn check_deadline() -> Result<(), minijinja::Error> {
+    if past_deadline() {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            "render time limit reached",
+        ));
+    }
+    Ok(())
+}
+
+/// Builtin filters that take time in proportion to their input: each call checks the
+/// deadline first, so a loop that applies them to long strings stops at the limit.
+macro_rules! guard_filters {
+    ($env:ident, $($name:literal => $filter:path),* $(,)?) => {$(
+        let filter = Value::from_function($filter);
+        $env.add_filter($name, move |state: &State, args: Rest<Value>| {
+            check_deadline()?;
+            filter.call(state, &args)
+        });
+    )*};
+}
+
+/// The deadline checks: on every output, every costly filter, and every step of `range`.
+fn guard_with_deadline(env: &mut Environment<'static>) {
+    use minijinja::filters;
+    env.set_formatter(|out, state, value| {
+        check_deadline()?;
+        minijinja::escape_formatter(out, state, value)
+    });
+    guard_filters!(env,
+        "upper" => filters::upper, "lower" => filters::lower, "title" => filters::title,
+        "capitalize" => filters::capitalize, "replace" => filters::replace,
+        "length" => filters::length, "count" => filters::length, "trim" => filters::trim,
+        "join" => filters::join, "split" => filters::split, "lines" => filters::lines,
+        "reverse" => filters::reverse, "list" => filters::list, "string" => filters::string,
+        "sort" => filters::sort, "unique" => filters::unique, "indent" => filters::indent,
+        "format" => filters::format, "tojson" => filters::tojson, "sum" => filters::sum,
+        "batch" => filters::batch, "slice" => filters::slice, "map" => filters::map,
+        "select" => filters::select, "reject" => filters::reject,
+        "selectattr" => filters::selectattr, "rejectattr" => filters::rejectattr,
+        "groupby" => filters::groupby, "dictsort" => filters::dictsort,
+        "pprint" => filters::pprint,
+    );
+    env.add_function(
+        "range",
+        |lower: isize, upper: Option<isize>, step: Option<isize>| {
+            check_deadline()?;
+            let items = minijinja::functions::range(lower, upper, step)?;
+            // A loop over the range ends at the deadline (the render then reports the limit).
+            Ok::<_, minijinja::Error>(Value::make_iterable(move || {
+                items
+                    .try_iter()
+                    .into_iter()
+                    .flatten()
+                    .take_while(|_| !past_deadline())
+            }))
+        },
+    );
+}
 
 /// A compiled prompt template with its lineage hash.
 #[derive(Clone)]
@@ -89,6 +167,7 @@ impl PromptTemplate {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(false);
         env.set_fuel(Some(RENDER_FUEL));
+        guard_with_deadline(&mut env);
         env.add_template_owned("prompt", source.to_string())
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         let hash = hex::encode(&Sha256::digest(source.as_bytes())[..8]);
@@ -144,26 +223,53 @@ impl PromptTemplate {
         self.render_within(ctx.clone(), RENDER_TIME_LIMIT)
     }
 
-    /// Renders on a helper thread and waits at most `limit`. A render past the limit is left
-    /// to finish on its own (the fuel bounds it) while the caller moves on with an error.
+    /// Renders on a helper thread and waits at most `limit`; the render stops itself at the
+    /// same deadline (see the module doc), so a timed-out row does not keep a core busy.
     fn render_within(
         &self,
         ctx: serde_json::Value,
         limit: Duration,
     ) -> Result<String, TemplateError> {
-        let env = self.env.clone();
-        let (tx, rx) = mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("template-render".into())
-            .spawn(move || {
-                let t = env.get_template("prompt").expect("added in new()");
-                let _ = tx.send(t.render(&ctx).map_err(|e| describe(&e)));
-            })
-            .map_err(|e| TemplateError::Render(format!("cannot start render: {e}")))?;
+        let (rx, _render) = self.start_render(ctx, limit)?;
         match rx.recv_timeout(limit) {
-            Ok(result) => result.map_err(TemplateError::Render),
+            Ok(result) => result,
             Err(_) => Err(TemplateError::TooSlow(limit)),
         }
+    }
+
+    /// Starts a render that must end by `limit` from now: its result arrives on the channel,
+    /// and a render that ran past the deadline reports [`TemplateError::TooSlow`] even if it
+    /// got to the end (a loop cut short at the deadline would render a truncated prompt).
+    #[allow(clippy::type_complexity)]
+    fn start_render(
+        &self,
+        ctx: serde_json::Value,
+        limit: Duration,
+    ) -> Result<
+        (
+            mpsc::Receiver<Result<String, TemplateError>>,
+            JoinHandle<()>,
+        ),
+        TemplateError,
+    > {
+        let env = self.env.clone();
+        let deadline = Instant::now() + limit;
+        let (tx, rx) = mpsc::sync_channel(1);
+        let handle = std::thread::Builder::new()
+            .name("template-render".into())
+            .spawn(move || {
+                DEADLINE.set(Some(deadline));
+                let t = env.get_template("prompt").expect("added in new()");
+                let result = t.render(&ctx);
+                let result = if past_deadline() {
+                    Err(TemplateError::TooSlow(limit))
+                } else {
+                    result.map_err(|e| TemplateError::Render(describe(&e)))
+                };
+                let _ = tx.send(result);
+            })
+            .map_err(|e| TemplateError::Render(format!("cannot start render: {e}")))?;
+        Ok((rx, handle))
     }
 }
 
@@ -241,6 +347,64 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// Waits up to `within` for the render thread to end.
+    fn ends_within(handle: &JoinHandle<()>, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if handle.is_finished() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        handle.is_finished()
+    }
+
+    #[test]
+    fn a_timed_out_render_stops_promptly() {
+        // Each of these runs for tens of seconds on a 4 MB row before its fuel runs out: an
+        // output per step, a filter per step, a `range` loop of operators only.
+        for source in [
+            "{% for i in range(5000) %}{{ (text ~ text) | upper | length }}{% endfor %}",
+            "{% for c in text %}{% if (text ~ c) | length > 1 %}{% endif %}{% endfor %}",
+            "{% for i in range(100000) %}{% set t = text ~ text %}{% endfor %}done",
+        ] {
+            let t = PromptTemplate::new(source).unwrap();
+            let limit = Duration::from_millis(100);
+            let (rx, render) = t
+                .start_render(json!({"text": "x".repeat(4_000_000)}), limit)
+                .unwrap();
+            let result = rx.recv_timeout(limit + Duration::from_secs(5)).unwrap();
+            assert!(
+                matches!(result, Err(TemplateError::TooSlow(_))),
+                "{source}: {result:?}"
+            );
+            assert!(
+                ends_within(&render, Duration::from_secs(2)),
+                "{source}: the render kept running past its limit"
+            );
+        }
+    }
+
+    #[test]
+    fn guarded_filters_and_range_behave_as_the_builtins() {
+        let t = PromptTemplate::new(
+            "{{ text | upper }} {{ items | join(', ') }} {{ items | length }} \
+             {% for i in range(1, 7, 2) %}{{ i }}{% endfor %} {{ '%s-%s' | format(1, 2) }} \
+             {{ items | map('upper') | list | tojson }} {{ text | replace('e', 'E') }}",
+        )
+        .unwrap();
+        let out = t
+            .render(&json!({"text": "bees", "items": ["a", "b"]}))
+            .unwrap();
+        assert_eq!(out, "BEES a, b 2 135 1-2 [\"A\",\"B\"] bEEs");
+        let e = PromptTemplate::new("{{ range(200000) | length }}")
+            .unwrap()
+            .render(&json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too many elements"), "{e}");
     }
 
     #[test]
