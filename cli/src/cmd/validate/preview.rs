@@ -117,6 +117,10 @@ async fn run(
         backends,
     };
     let mut items: Vec<Item> = rows.iter().map(|r| seed_item(&ctx, r.clone())).collect();
+    // Whether rows now carry the stand-in's placeholder text: until then a failure comes from
+    // the job and the seed alone (a template that cannot render, a missing field), so it is a
+    // problem, not a note.
+    let mut placeholder_upstream = false;
     for (i, stage_spec) in spec.pipeline.iter().enumerate() {
         let kind = stage_spec.kind();
         if stage_spec.config().last_only() {
@@ -131,6 +135,7 @@ async fn run(
         };
         let mut next = Vec::new();
         let mut shown = 0;
+        let mut asked_model = false;
         for item in items {
             let source = item.seed.source.clone();
             let outcomes = tokio::time::timeout(STAGE_TIMEOUT, stage.process(item))
@@ -139,6 +144,7 @@ async fn run(
                     anyhow::anyhow!("pipeline[{i}] `{kind}` took over {STAGE_TIMEOUT:?}")
                 })?;
             for body in stand_in.take_requests().await? {
+                asked_model = true;
                 if shown < show {
                     shown += 1;
                     println!(
@@ -153,6 +159,9 @@ async fn run(
                     Outcome::Removed { reason, .. } => {
                         println!("--- pipeline[{i}] {kind}: {source} removed ({reason}) ---");
                     }
+                    Outcome::Failed(f) if !placeholder_upstream => {
+                        findings.problem(&format!("pipeline[{i}]"), format!("`{kind}`: {}", f.error));
+                    }
                     Outcome::Failed(f) => {
                         println!(
                             "--- pipeline[{i}] {kind}: {source} fails here (with the stand-in's \
@@ -163,6 +172,7 @@ async fn run(
                 }
             }
         }
+        placeholder_upstream |= asked_model;
         items = next;
         if items.is_empty() {
             break;
