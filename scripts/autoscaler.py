@@ -3,8 +3,9 @@
 
 Every --interval seconds it reads the coordinators' /metrics, computes the work outstanding
 (`synthforge_queue_depth`, the pending tasks of running jobs, plus the tasks being run:
-`synthforge_tasks{state="leased"}`; the max over the coordinators, since a standby reports
-nothing) and applies the HPA algorithm to a set of worker processes:
+`synthforge_tasks{state="leased"}`, as the leading coordinator reports them; while no
+coordinator leads, nothing is decided) and applies the HPA algorithm to a set of worker
+processes:
 
   desired = ceil(outstanding / target)            (target = tasks per worker)
   no change while |outstanding / (replicas * target) - 1| <= tolerance   (HPA: 0.1)
@@ -55,17 +56,22 @@ def parse_metrics(text: str) -> tuple[float, float]:
 
 
 def read_outstanding(urls: list[str], timeout: float) -> tuple[float, float] | None:
-    """Max over the coordinators that answer; None when none does (keep the replicas)."""
-    seen = []
+    """The leader's (queue depth, leased tasks); None while no coordinator leads.
+
+    Only the leader's view counts: a standby, or a replica that has just won an election and is
+    still loading the tasks, would report an empty queue and make a failover look like the end
+    of the work. Without a leader the autoscaler keeps the replicas it has.
+    """
     for url in urls:
+        base = url.rstrip("/")
         try:
-            with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as r:
-                seen.append(parse_metrics(r.read().decode()))
-        except OSError:
+            with urllib.request.urlopen(base + "/readyz", timeout=timeout):
+                pass
+            with urllib.request.urlopen(base + "/metrics", timeout=timeout) as r:
+                return parse_metrics(r.read().decode())
+        except OSError:  # a standby's 503, or a replica that is down
             continue
-    if not seen:
-        return None
-    return max(d for d, _ in seen), max(l for _, l in seen)
+    return None
 
 
 @dataclass
@@ -207,7 +213,7 @@ def main() -> int:
         current = workers.count()
         if seen is None:
             if now - last_print >= 10:
-                print(f"autoscaler t={now:.1f}s no coordinator answered; replicas={current} kept", flush=True)
+                print(f"autoscaler t={now:.1f}s no leading coordinator; replicas={current} kept", flush=True)
                 last_print = now
         else:
             depth, leased = seen

@@ -311,6 +311,11 @@ def check_overlay(overlay: str, docs: list[dict], p: Problems) -> None:
         p.check(c["readinessProbe"]["httpGet"]["path"] == "/health", overlay, f"{n} readiness is not /health")
     scalers = by_kind(docs, "ScaledObject") | by_kind(docs, "HorizontalPodAutoscaler")
     p.check(len(scalers) == 1, overlay, f"want exactly one autoscaler for the workers, got {sorted(scalers)}")
+    p.check(
+        "replicas" not in deps["synthforge-worker"]["spec"],
+        overlay,
+        "the autoscaled worker Deployment sets replicas (kubectl apply would reset the count)",
+    )
 
 
 def main() -> int:
