@@ -212,9 +212,9 @@ def main() -> int:
         seen = read_outstanding(urls, timeout=max(0.5, a.interval))
         current = workers.count()
         if seen is None:
-            if now - last_print >= 10:
+            if last_line != "no leader" or now - last_print >= 10:
                 print(f"autoscaler t={now:.1f}s no leading coordinator; replicas={current} kept", flush=True)
-                last_print = now
+                last_print, last_line = now, "no leader"
         else:
             depth, leased = seen
             outstanding = depth + leased

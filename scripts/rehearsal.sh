@@ -14,7 +14,8 @@
 # When everything is up it writes DIR/env (shell syntax: COORDINATORS, COORDINATOR_HTTP,
 # S3_ENDPOINT, S3_BUCKET, AWS_*, ADMIN_TOKEN_FILE, MOCK_URLS, PID_DIR) and prints
 # `rehearsal: ready`; then it runs the autoscaler until SIGTERM/SIGINT, when it stops the
-# workers (SIGTERM, they drain), then everything else. Logs are in DIR/logs, pids in DIR/pids.
+# workers (SIGTERM, they drain), then everything else. Logs are in DIR/logs, pids in DIR/pids
+# (removed once everything is stopped).
 # Submit a job from another shell:
 #   . DIR/env; target/debug/synthforge submit job.yaml --coordinator "$COORDINATORS" \
 #       --token-file "$ADMIN_TOKEN_FILE" --wait
@@ -115,6 +116,8 @@ cleanup() {
   done
   # weed leaves its gRPC unix sockets in /tmp whatever its flags say.
   for port in ${WEED_GRPC_PORTS:-}; do rm -f /tmp/seaweedfs-*-grpc-"$port".sock; done
+  # Everything is stopped: no pid file may outlive its process (the pid could be reused).
+  rm -rf "$PIDS"
   say "stopped (logs in $DIR/logs)"
   exit "$status"
 }
