@@ -346,6 +346,9 @@ fn job_runs_through_the_rehearsal_while_workers_scale_and_the_leader_dies() {
         },
     );
 
+    // The output, while the object store still runs.
+    let local = dir.path().join("out");
+    download(&store, "out/rehearsal", &local);
     r.stop();
     let printed = r.proc.stdout();
     println!("--- rehearsal output ---\n{printed}");
@@ -419,8 +422,6 @@ fn job_runs_through_the_rehearsal_while_workers_scale_and_the_leader_dies() {
         );
     }
 
-    let local = dir.path().join("out");
-    download(&store, "out/rehearsal", &local);
     let output = read_output(&local);
     assert_eq!(output.manifest.job_id, job_id);
     assert_eq!(output.rows.len(), ROWS);
