@@ -313,11 +313,15 @@ fn a_worker_cut_off_mid_task_has_its_late_completion_refused() {
     let id = c.submit(&job.file);
     let leader = c.leader().expect("a leader");
 
-    // A worker in the middle of a task: `job/task#attempt` from the workers API.
+    // A worker in the middle of a task (`job/task#attempt` from the workers API), past its
+    // first rows: cut any earlier and a loaded machine may catch it before it started work.
     let mut held: Option<(String, u64, u32)> = None;
-    c.wait("a worker to hold a lease", QUICK_TIMEOUT, || {
+    c.wait("a worker to be mid-task", QUICK_TIMEOUT, || {
         let workers = c.api(&leader, "/api/workers").unwrap_or_default();
         held = workers.as_array().into_iter().flatten().find_map(|w| {
+            if w["task_rows_done"].as_u64().unwrap_or(0) == 0 {
+                return None;
+            }
             let cur = w["current_task"].as_str()?;
             let (_, rest) = cur.split_once('/')?;
             let (task, attempt) = rest.split_once('#')?;
