@@ -160,7 +160,8 @@ async fn run(
                         println!("--- pipeline[{i}] {kind}: {source} removed ({reason}) ---");
                     }
                     Outcome::Failed(f) if !placeholder_upstream => {
-                        findings.problem(&format!("pipeline[{i}]"), format!("`{kind}`: {}", f.error));
+                        findings
+                            .problem(&format!("pipeline[{i}]"), format!("`{kind}`: {}", f.error));
                     }
                     Outcome::Failed(f) => {
                         println!(
