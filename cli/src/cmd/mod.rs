@@ -36,7 +36,8 @@ pub async fn job_client(url: &str) -> anyhow::Result<JobServiceClient<Channel>> 
 /// [`job_client`] over TLS when `tls` has client TLS flags (`--tls-ca`, ...). `url` may list
 /// several coordinators (comma-separated): the leader is found by asking each in turn, and a
 /// standby (or a replica that has not yet won its election) is skipped, for up to 15 s.
-/// With one address a standby's answer (which names the leader) is returned at once.
+/// With one address a standby's answer naming the leader is returned at once; while no leader
+/// is known yet the client waits, as for several addresses.
 pub async fn job_client_tls(
     url: &str,
     tls: &tls_args::ClientTlsArgs,
@@ -61,9 +62,11 @@ pub async fn job_client_tls(
             }
         }
         let err = last_err.unwrap_or_else(|| anyhow::anyhow!("no coordinator URL given"));
-        // One address: report what it said (a standby names its leader). Several: keep looking
-        // for the leader while an election may be under way.
-        if std::time::Instant::now() >= deadline || urls.len() <= 1 {
+        // One address: report what it said (a standby names its leader), unless no leader is
+        // known yet (a coordinator that just started, an election under way): then wait for
+        // it like for several addresses, which keep looking for the leader.
+        let electing = format!("{err:#}").contains("election in progress");
+        if std::time::Instant::now() >= deadline || (urls.len() <= 1 && !electing) {
             return Err(err);
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
