@@ -82,6 +82,9 @@ pub enum SeedError {
     ParquetIo { url: String, message: String },
     #[error("{url}: format `{format}` is not read by the row reader")]
     Unsupported { url: String, format: String },
+    /// The input would be cut into more than [`MAX_PLANNED_TASKS`] tasks.
+    #[error("{url}: {message}")]
+    TooManyTasks { url: String, message: String },
 }
 
 impl SeedError {
@@ -90,10 +93,18 @@ impl SeedError {
         match self {
             SeedError::Storage(e) => e.retryable(),
             SeedError::ParquetIo { .. } => true,
-            SeedError::Parquet { .. } | SeedError::Unsupported { .. } => false,
+            SeedError::Parquet { .. }
+            | SeedError::Unsupported { .. }
+            | SeedError::TooManyTasks { .. } => false,
         }
     }
 }
+
+/// Most tasks one job's plan may hold. A Parquet footer states its row counts, and a damaged or
+/// hostile one can claim 2^60 rows: planning them would exhaust the coordinator's memory (found
+/// by the `seed_parquet` fuzz target). Real corpora stay far below (30M rows at 1,000 rows per
+/// task are 30,000 tasks); past it the error says to raise `rows_per_task` or set `limit`.
+pub const MAX_PLANNED_TASKS: u64 = 2_000_000;
 
 /// How a plan cuts rows into tasks: the task size, the job's row limit, and the rows planned
 /// so far (which is also the next task's first global row).

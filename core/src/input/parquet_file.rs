@@ -19,7 +19,10 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use serde_json::{Map, Value};
 
-use super::{row_id, short_name, BadRow, PlanBudget, SeedError, SeedItem, SeedRow, TaskSlice};
+use super::{
+    row_id, short_name, BadRow, PlanBudget, SeedError, SeedItem, SeedRow, TaskSlice,
+    MAX_PLANNED_TASKS,
+};
 use crate::spec::input::{InputFormat, InputSpec};
 use crate::storage::Location;
 
@@ -42,12 +45,48 @@ pub(super) async fn plan(
         if budget.exhausted() {
             break;
         }
-        plan_object(&loc.url, &groups, budget, &mut tasks);
+        plan_object(&loc.url, &groups, budget, &mut tasks)?;
     }
     Ok(tasks)
 }
 
-fn plan_object(url: &str, groups: &[u64], budget: &mut PlanBudget, tasks: &mut Vec<TaskSlice>) {
+/// Refuses, before allocating anything, an object whose footer's row counts would take the plan
+/// past [`MAX_PLANNED_TASKS`].
+fn check_task_count(
+    url: &str,
+    groups: &[u64],
+    budget: &PlanBudget,
+    planned_tasks: usize,
+) -> Result<(), SeedError> {
+    let claimed = groups.iter().fold(0u64, |a, n| a.saturating_add(*n));
+    let rows = claimed.min(budget.limit.saturating_sub(budget.planned));
+    // A task never spans row groups' boundaries by more than one extra task per group.
+    let tasks = rows
+        .div_ceil(budget.per_task)
+        .saturating_add(groups.len() as u64)
+        .saturating_add(planned_tasks as u64);
+    if tasks > MAX_PLANNED_TASKS {
+        return Err(SeedError::TooManyTasks {
+            url: url.to_string(),
+            message: format!(
+                "the footer claims {claimed} rows in {} row groups: at {} rows per task the job \
+                 would have over {MAX_PLANNED_TASKS} tasks; raise `input.rows_per_task` or set \
+                 `input.limit` (or the file is damaged)",
+                groups.len(),
+                budget.per_task
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn plan_object(
+    url: &str,
+    groups: &[u64],
+    budget: &mut PlanBudget,
+    tasks: &mut Vec<TaskSlice>,
+) -> Result<(), SeedError> {
+    check_task_count(url, groups, budget, tasks.len())?;
     let (per_task, limit) = (budget.per_task, budget.limit);
     let global = &mut budget.planned;
     let mut row = 0u64; // row inside the object
@@ -88,6 +127,7 @@ fn plan_object(url: &str, groups: &[u64], budget: &mut PlanBudget, tasks: &mut V
         row += count;
         *global += count;
     }
+    Ok(())
 }
 
 /// The first `rows` rows of a Parquet object: read from its first row group on.
@@ -377,7 +417,7 @@ mod tests {
     fn parquet_tasks_follow_row_groups_and_split_big_ones() {
         let mut tasks = Vec::new();
         let mut budget = PlanBudget::new(200, None);
-        plan_object("f", &[100, 100, 350, 10], &mut budget, &mut tasks);
+        plan_object("f", &[100, 100, 350, 10], &mut budget, &mut tasks).unwrap();
         let shape: Vec<(u64, u64, Vec<u32>)> = tasks
             .iter()
             .map(|t| (t.row_start, t.row_count, t.row_groups.clone()))
@@ -393,8 +433,26 @@ mod tests {
         assert_eq!(budget.planned(), 560);
         let mut tasks = Vec::new();
         let mut budget = PlanBudget::new(30, Some(45));
-        plan_object("f", &[100, 100], &mut budget, &mut tasks);
+        plan_object("f", &[100, 100], &mut budget, &mut tasks).unwrap();
         assert_eq!(budget.planned(), 45);
         assert_eq!(tasks.iter().map(|t| t.row_count).sum::<u64>(), 45);
+    }
+
+    /// Found by the `seed_parquet` fuzz target (fuzz/regressions/seed_parquet/): a damaged footer
+    /// claiming ~2^60 rows made planning push task slices until the coordinator ran out of memory.
+    #[test]
+    fn a_footer_claiming_absurd_row_counts_is_refused_before_planning() {
+        let mut tasks = Vec::new();
+        let mut budget = PlanBudget::new(1_000, None);
+        let err = plan_object("big.parquet", &[10, 1 << 60], &mut budget, &mut tasks).unwrap_err();
+        assert!(tasks.is_empty(), "nothing planned");
+        let msg = err.to_string();
+        assert!(msg.starts_with("big.parquet: the footer claims"), "{msg}");
+        assert!(msg.contains("rows_per_task"), "{msg}");
+        assert!(!err.retryable());
+        // The same rows under a limit plan normally.
+        let mut budget = PlanBudget::new(1_000, Some(5_000));
+        plan_object("big.parquet", &[10, 1 << 60], &mut budget, &mut tasks).unwrap();
+        assert_eq!(budget.planned(), 5_000);
     }
 }
