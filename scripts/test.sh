@@ -3,6 +3,7 @@
 # tests/ (real synthforge processes, etcd and SeaweedFS on random 127.0.0.1 ports).
 # Extra arguments go to the test runner, e.g. `scripts/test.sh -E 'package(synthforge-tests)'`.
 # Timeouts and parallelism for the end-to-end tests live in .config/nextest.toml.
+# After the tests every fuzz target runs for FUZZ_SECONDS (default 60; 0 skips fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +15,23 @@ python3 scripts/check-module-cycles.py
 # The end-to-end tests run target/debug/synthforge as a process: build it up front.
 cargo build -p synthforge
 
+tests=0
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --no-fail-fast --profile ci "$@"
+  cargo nextest run --workspace --no-fail-fast --profile ci "$@" || tests=$?
+else
+  echo "test.sh: cargo-nextest not found, falling back to cargo test (no per-test timeouts)" >&2
+  cargo test --workspace --no-fail-fast "$@" || tests=$?
 fi
-echo "test.sh: cargo-nextest not found, falling back to cargo test (no per-test timeouts)" >&2
-exec cargo test --workspace --no-fail-fast "$@"
+
+# Bounded fuzzing of what a job file or seed object can feed synthforge (about 7 targets x
+# FUZZ_SECONDS plus one instrumented build).
+fuzz=0
+if [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
+  scripts/fuzz.sh "${FUZZ_SECONDS:-60}" || fuzz=$?
+  if [ "$fuzz" = 2 ]; then
+    # fuzz.sh exits 2 only when nightly/cargo-fuzz is missing (install-test-deps.sh warned).
+    echo "test.sh: WARNING: fuzzing did NOT run (no nightly toolchain or cargo-fuzz)" >&2
+    fuzz=0
+  fi
+fi
+[ "$tests" = 0 ] && [ "$fuzz" = 0 ]
