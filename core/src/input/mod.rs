@@ -45,7 +45,7 @@ pub struct TaskSlice {
 pub struct SeedRow {
     /// Index across the whole input.
     pub index: u64,
-    /// The `id_column` value, or `row-{index}`.
+    /// The `id_column` value, or `row-{index}` when that is missing, null or blank.
     pub id: String,
     pub columns: Map<String, Value>,
     /// Human-readable position, e.g. `seeds.jsonl:17` (1-based line) or `a.parquet row 3`.
@@ -245,10 +245,36 @@ pub async fn read_task_rows(
 fn row_id(input: &InputSpec, columns: &Map<String, Value>, index: u64) -> String {
     if let Some(col) = &input.id_column {
         match columns.get(col) {
-            Some(Value::String(s)) => return s.clone(),
-            Some(Value::Null) | None => {}
+            // An empty id would give the row no identity (lineage, dedup order, resume).
+            Some(Value::String(s)) if !s.trim().is_empty() => return s.clone(),
+            Some(Value::String(_)) | Some(Value::Null) | None => {}
             Some(v) => return v.to_string(),
         }
     }
     format!("row-{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blank_or_missing_id_falls_back_to_the_row_index() {
+        // Found by the seed_jsonl fuzz target: `{"id": ""}` gave a row an empty id.
+        let input = InputSpec {
+            path: "s.jsonl".into(),
+            format: InputFormat::Jsonl,
+            id_column: Some("id".into()),
+            text_column: "text".into(),
+            limit: None,
+            rows_per_task: 10,
+        };
+        let row = |v: Value| Map::from_iter([("id".to_string(), v)]);
+        assert_eq!(row_id(&input, &row(Value::from("a")), 7), "a");
+        assert_eq!(row_id(&input, &row(Value::from("")), 7), "row-7");
+        assert_eq!(row_id(&input, &row(Value::from(" \t")), 7), "row-7");
+        assert_eq!(row_id(&input, &row(Value::Null), 7), "row-7");
+        assert_eq!(row_id(&input, &row(Value::from(3)), 7), "3");
+        assert_eq!(row_id(&input, &Map::new(), 7), "row-7");
+    }
 }
