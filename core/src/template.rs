@@ -11,11 +11,13 @@
 //! The time limit also stops the render itself, not only the wait for it: minijinja cannot be
 //! cancelled from outside, so the render thread carries its deadline and every output, filter
 //! call and `range` step checks it. A loop whose body does none of these (only operators on
-//! long strings) still runs until its fuel is spent; SECURITY.md lists that residue.
+//! long strings) is stopped by its fuel, which shrinks as the row grows ([`fuel_for`]): an
+//! instruction on a long string costs in proportion to its length, so instructions × row bytes
+//! is what is budgeted, and such a render ends within about the time limit too.
 
 use std::cell::Cell;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,19 @@ use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
 
 /// Instructions one render may execute: a prompt template loops over a handful of items, so
 /// this is far above any real template and far below what nested loops over long strings take.
+/// Rows over [`FUEL_TIERS`]' first size get less.
 pub const RENDER_FUEL: u64 = 200_000;
+/// Instruction budgets by the size of the row rendered (bytes of its strings): instructions ×
+/// bytes stays about 3·10⁹ (a couple of seconds of copying), so a loop of operators over a 4 MB
+/// row stops by fuel as soon as the deadline would stop a loop with output. A real template
+/// (tens to hundreds of instructions) fits every tier.
+pub const FUEL_TIERS: [(usize, u64); 5] = [
+    (16 << 10, RENDER_FUEL),
+    (64 << 10, 50_000),
+    (256 << 10, 12_000),
+    (1 << 20, 3_000),
+    (usize::MAX, 1_000),
+];
 /// Time one render may take before the row is given up.
 pub const RENDER_TIME_LIMIT: Duration = Duration::from_secs(2);
 use sha2::{Digest, Sha256};
@@ -113,10 +127,40 @@ fn guard_with_deadline(env: &mut Environment<'static>) {
     );
 }
 
+/// The tier of [`FUEL_TIERS`] for a row of `bytes`.
+pub fn fuel_for(bytes: usize) -> usize {
+    FUEL_TIERS
+        .iter()
+        .position(|(max, _)| bytes <= *max)
+        .unwrap_or(FUEL_TIERS.len() - 1)
+}
+
+/// Bytes of the strings (keys included) in a render context: what one instruction may copy.
+fn context_bytes(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len(),
+        serde_json::Value::Array(a) => a.iter().map(context_bytes).sum::<usize>() + a.len(),
+        serde_json::Value::Object(m) => m.iter().map(|(k, v)| k.len() + context_bytes(v)).sum(),
+        _ => 8,
+    }
+}
+
+/// An environment holding the template `prompt`, with the guards and `fuel`.
+fn build_env(source: &str, fuel: u64) -> Result<Environment<'static>, minijinja::Error> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(false);
+    env.set_fuel(Some(fuel));
+    guard_with_deadline(&mut env);
+    env.add_template_owned("prompt", source.to_string())?;
+    Ok(env)
+}
+
 /// A compiled prompt template with its lineage hash.
 #[derive(Clone)]
 pub struct PromptTemplate {
-    env: Arc<Environment<'static>>,
+    /// One environment per fuel tier, compiled when a row of that size first comes.
+    envs: Arc<[OnceLock<Arc<Environment<'static>>>; FUEL_TIERS.len()]>,
     hash: String,
     source: Arc<str>,
     /// Top-level variables, computed once: checked per row to name a missing column.
@@ -163,13 +207,8 @@ fn describe(e: &minijinja::Error) -> String {
 
 impl PromptTemplate {
     pub fn new(source: &str) -> Result<Self, TemplateError> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(false);
-        env.set_fuel(Some(RENDER_FUEL));
-        guard_with_deadline(&mut env);
-        env.add_template_owned("prompt", source.to_string())
-            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        let env =
+            build_env(source, FUEL_TIERS[0].1).map_err(|e| TemplateError::Syntax(describe(&e)))?;
         let hash = hex::encode(&Sha256::digest(source.as_bytes())[..8]);
         let vars = {
             let t = env.get_template("prompt").expect("just added");
@@ -181,8 +220,10 @@ impl PromptTemplate {
             v.sort();
             v
         };
+        let envs: [OnceLock<Arc<Environment<'static>>>; FUEL_TIERS.len()] = Default::default();
+        let _ = envs[0].set(Arc::new(env));
         Ok(PromptTemplate {
-            env: Arc::new(env),
+            envs: Arc::new(envs),
             hash,
             source: source.into(),
             vars: Arc::new(vars),
@@ -252,7 +293,13 @@ impl PromptTemplate {
         ),
         TemplateError,
     > {
-        let env = self.env.clone();
+        let tier = fuel_for(context_bytes(&ctx));
+        let env = self.envs[tier]
+            .get_or_init(|| {
+                // The source compiled in `new`, so only the fuel differs.
+                Arc::new(build_env(&self.source, FUEL_TIERS[tier].1).expect("compiled in new()"))
+            })
+            .clone();
         let deadline = Instant::now() + limit;
         let (tx, rx) = mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
@@ -385,6 +432,28 @@ mod tests {
                 "{source}: the render kept running past its limit"
             );
         }
+    }
+
+    #[test]
+    fn a_loop_of_operators_over_a_long_row_stops_by_its_shrunken_fuel() {
+        // No output, filter or `range` in the loop: only the fuel can stop it, and on a 4 MB
+        // row every instruction copies megabytes, so the budget is a tier's, not RENDER_FUEL.
+        let t = PromptTemplate::new("{% for c in text %}{% set t = text ~ c %}{% endfor %}done")
+            .unwrap();
+        let (rx, render) = t
+            .start_render(
+                json!({"text": "x".repeat(4_000_000)}),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let result = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("fuel"), "{e}");
+        assert!(ends_within(&render, Duration::from_secs(1)));
+        // The same template on a short row renders: the small tier keeps the full budget.
+        assert_eq!(t.render(&json!({"text": "ab"})).unwrap(), "done");
+        assert_eq!(fuel_for(10), 0);
+        assert_eq!(fuel_for(4_000_000), FUEL_TIERS.len() - 1);
     }
 
     #[test]
