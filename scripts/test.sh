@@ -3,7 +3,8 @@
 # tests/ (real synthforge processes, etcd and SeaweedFS on random 127.0.0.1 ports).
 # Extra arguments go to the test runner, e.g. `scripts/test.sh -E 'package(synthforge-tests)'`.
 # Timeouts and parallelism for the end-to-end tests live in .config/nextest.toml.
-# After the tests every fuzz target runs for FUZZ_SECONDS (default 60; 0 skips fuzzing).
+# After the tests every fuzz target runs its fixed CI inputs (`scripts/fuzz.sh --ci`, about a
+# minute each; FUZZ=0 skips fuzzing). Long random runs: `scripts/fuzz.sh SECONDS`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,11 +24,11 @@ else
   cargo test --workspace --no-fail-fast "$@" || tests=$?
 fi
 
-# Bounded fuzzing of what a job file or seed object can feed synthforge (about 7 targets x
-# FUZZ_SECONDS plus one instrumented build).
+# Bounded fuzzing of what a job file or seed object can feed synthforge (7 targets, about a
+# minute each, plus one instrumented build), reproducible: the same inputs on every run.
 fuzz=0
-if [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
-  scripts/fuzz.sh "${FUZZ_SECONDS:-60}" || fuzz=$?
+if [ "${FUZZ:-1}" != 0 ]; then
+  scripts/fuzz.sh --ci || fuzz=$?
   if [ "$fuzz" = 2 ]; then
     # fuzz.sh exits 2 only when nightly/cargo-fuzz is missing (install-test-deps.sh warned).
     echo "test.sh: WARNING: fuzzing did NOT run (no nightly toolchain or cargo-fuzz)" >&2
