@@ -202,7 +202,8 @@ HEADERS = {
           "worker peak RSS (MiB)", "etcd db MB (in use) / dir MB", "dedup phase (s)",
           "duplicates found / planted", "distinct rows removed"],
     "c": ["tasks", "outcome", "wall (s)", "tasks/s", "etcd db MB (in use) / dir MB", "etcd RSS after (MiB)",
-          "coordinator peak RSS (MiB)", "CPU ms per task: coordinator / workers / etcd / mock"],
+          "coordinator peak RSS (MiB)", "worker slot ms per task", "lease→complete ms (mean)",
+          "CPU ms per task: coordinator / workers / etcd / mock"],
     "d": ["rows in the big task", "worker peak RSS, big task (MiB)", "worker peak RSS, 1,000-row task (MiB)",
           "ratio", "wall, big task (s)"],
 }
@@ -245,6 +246,22 @@ def etcd_mb(run):
     return f"{e['db_bytes'] / 1e6:.1f} ({e.get('db_in_use_bytes', 0) / 1e6:.1f}) / {dir_mb}"
 
 
+def task_ms(run):
+    """Mean of the coordinator's synthforge_task_duration_seconds (lease to accepted completion)."""
+    values = {}
+    try:
+        with open(os.path.join(run, "metrics.txt")) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name in ("synthforge_task_duration_seconds_sum", "synthforge_task_duration_seconds_count"):
+                    values[name.rsplit("_", 1)[1]] = float(value)
+    except FileNotFoundError:
+        return "?"
+    if not values.get("count"):
+        return "?"
+    return f"{values['sum'] * 1000 / values['count']:.1f}"
+
+
 def cells(bench, runs):
     run = runs[0]
     watch = load(run, "watch.json", {})
@@ -272,9 +289,11 @@ def cells(bench, runs):
         wall = watch.get("wall_s")
         etcd_proc = load(run, "etcd_proc.json", {})
         cpu = " / ".join(cpu_ms(proc, p, tasks) for p in ("coordinator", "worker", "etcd", "mock"))
+        slots = load(run, "meta.json", {}).get("slots")
+        slot_ms = num(slots * wall * 1000 / tasks if slots and wall and tasks else None)
         return [f"{tasks:,}", watch.get("outcome", "?"), num(wall), num(tasks / wall if wall else None, "{:,.0f}"),
                 etcd_mb(run), num(etcd_proc.get("etcd", {}).get("VmRSS", 0) / MIB, "{:.0f}"),
-                peak(proc, "coordinator"), cpu]
+                peak(proc, "coordinator"), slot_ms, task_ms(run), cpu]
     if bench == "d":
         small = load(runs[1], "watch.json", {}) if len(runs) > 1 else {}
         big_mib = max((v.get("VmHWM", 0) for k, v in proc.items() if k.startswith("worker")), default=0)

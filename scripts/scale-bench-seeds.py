@@ -12,9 +12,9 @@ for a given --seed.
       `planted_id<TAB>original_id`, one line per planted row: dedup must remove exactly those
       ids (the first row of a duplicate cluster survives) and nothing else.
   files FILES ROWS_PER_FILE DIR [--row-group 1000]
-      FILES Parquet files of ROWS_PER_FILE rows each (part-00000.parquet ...): one file is
-      written, the others are copies with their own ids rewritten (planning reads footers only,
-      but ids stay unique should someone run the job).
+      FILES Parquet files of ROWS_PER_FILE rows each (part-00000.parquet ...), row groups of
+      1,000 rows. Every file has its own ids; the texts are the same in every file (the planning
+      bench reads footers only; this keeps 30M rows to about a minute of generation).
   jsonl BYTES OUT.jsonl
       JSONL lines `{"id": ..., "text": ...}` until the file reaches BYTES bytes.
 """

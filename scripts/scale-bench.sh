@@ -194,7 +194,8 @@ run_job() { # job until(planned|ended) -> outcome; writes $RUN/submit.json and $
   cat "$RUN/outcome"
 }
 
-after_job() { # etcd figures once the job is over
+after_job() { # etcd figures and the coordinator's metrics once the job is over
+  curl -fsS --noproxy '*' "$HTTP/metrics" >"$RUN/metrics.txt" 2>/dev/null || true
   "${MEASURE[@]}" etcd "$ETCD_URL" >"$RUN/etcd.json"
   "${MEASURE[@]}" proc "etcd=$ETCD_PID" >"$RUN/etcd_proc.json"
   du -sb "$RUN/etcd" | awk '{print $1}' >"$RUN/etcd_dir_bytes"
@@ -284,6 +285,8 @@ bench_c() {
   local tasks=${ROWS:-100000}
   ((QUICK)) && tasks=${ROWS:-500}
   new_run "c-$tasks"
+  # Task slots (workers x parallel tasks): slot time per task = slots x wall / tasks.
+  jq --argjson slots $((2 * ${BENCH_PARALLEL_TASKS:-2})) '. + {slots: $slots}' "$RUN/meta.json" >"$RUN/m" && mv "$RUN/m" "$RUN/meta.json"
   local seeds; seeds=$(seeds_dups "$tasks")
   start_cluster 2
   write_job "$RUN/job.yaml" "$seeds" 1 0
