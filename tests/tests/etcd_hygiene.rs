@@ -134,12 +134,16 @@ fn nospace_pauses_the_job_with_a_clear_error_then_it_finishes_and_is_folded() {
     for step in ["--quota-backend-bytes", "compact", "defrag", "disarm"] {
         assert!(waiting.contains(step), "{waiting}");
     }
+    // `status --json` lists the job with its waiting reason.
     let status = c.status_json(&id);
+    let listed = status
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["job_id"] == id.as_str()))
+        .unwrap_or_else(|| panic!("job {id} not in {status}"));
     assert!(
-        status["waiting"]
+        listed["waiting"]
             .as_str()
-            .unwrap_or_default()
-            .contains(NOSPACE_TEXT),
+            .is_some_and(|w| w.contains(NOSPACE_TEXT)),
         "{status}"
     );
     assert_eq!(metric(&c, "synthforge_store_out_of_space"), 1.0);
