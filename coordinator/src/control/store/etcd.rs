@@ -68,6 +68,9 @@ pub struct EtcdStore {
     prefix: String,
     held: Mutex<HashMap<(String, u64), Held>>,
     fence: Mutex<Fence>,
+    /// Task writes whose answer was lost (an I/O error after sending): they may have landed.
+    /// A later change that finds exactly that record stored counts it as its own.
+    in_doubt: Mutex<HashMap<(String, u64), TaskRecord>>,
     /// Folds, compactions and the space alarm ([`hygiene`]).
     upkeep: hygiene::Upkeep,
 }
@@ -112,6 +115,7 @@ impl EtcdStore {
             prefix: prefix.trim_end_matches('/').to_string(),
             held: Mutex::new(HashMap::new()),
             fence: Mutex::new(Fence::Off),
+            in_doubt: Mutex::new(HashMap::new()),
             upkeep: hygiene::Upkeep::default(),
         }
     }
@@ -229,6 +233,14 @@ impl EtcdStore {
                 vec![TxnOp::put(key, value, None)],
             )
             .await;
+        if result.is_err() {
+            self.in_doubt
+                .lock()
+                .expect("in-doubt lock")
+                .insert(id.clone(), rec.clone());
+        } else {
+            self.in_doubt.lock().expect("in-doubt lock").remove(&id);
+        }
         match result {
             Ok(Some(rev)) => {
                 let mut held = self.held.lock().expect("held lock");
@@ -250,6 +262,58 @@ impl EtcdStore {
                 )))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `stored` is the record of a write of ours whose answer was lost: it landed, so
+    /// the retried change that found it succeeded (a retried completion must not be told
+    /// "fenced off": its worker would delete the files the stored record lists).
+    fn landed_earlier(&self, stored: &TaskRecord) -> bool {
+        let id = (stored.job_id.clone(), stored.task_id);
+        let mut doubt = self.in_doubt.lock().expect("in-doubt lock");
+        let same = doubt.get(&id).is_some_and(|mine| {
+            (mine.state, mine.attempt, &mine.files, &mine.last_error)
+                == (
+                    stored.state,
+                    stored.attempt,
+                    &stored.files,
+                    &stored.last_error,
+                )
+        });
+        if same {
+            doubt.remove(&id);
+        }
+        same
+    }
+
+    /// Applies a completion or failure to the task as this store knows it; a lost race or a
+    /// refusal that finds our own earlier write stored ([`Self::landed_earlier`]) succeeds.
+    async fn finish_attempt(
+        &self,
+        job_id: &str,
+        task_id: u64,
+        event: &TaskEvent<'_>,
+    ) -> Result<(), StoreError> {
+        let Held { rev, rec } = self.current(job_id, task_id).await?;
+        let result = match task_machine::transition(&rec, event) {
+            Ok(next) => self.write_task(rev, next).await,
+            Err(refusal) => Err(refusal.into()),
+        };
+        match result {
+            Err(StoreError::Conflict(why)) => {
+                let stored = self.read_task(job_id, task_id).await?.rec;
+                if self.landed_earlier(&stored) {
+                    tracing::info!(
+                        job = job_id,
+                        task_id,
+                        "an earlier write whose answer was lost had landed"
+                    );
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict(why))
+                }
+            }
+            other => other,
         }
     }
 
@@ -432,14 +496,12 @@ impl TaskStore for EtcdStore {
         files: &[WrittenFile],
         stats: &TaskStats,
     ) -> Result<(), StoreError> {
-        let Held { rev, rec } = self.current(job_id, task_id).await?;
         let event = TaskEvent::Complete {
             attempt,
             files,
             stats,
         };
-        self.write_task(rev, task_machine::transition(&rec, &event)?)
-            .await
+        self.finish_attempt(job_id, task_id, &event).await
     }
 
     async fn fail(
@@ -451,15 +513,13 @@ impl TaskStore for EtcdStore {
         retry: bool,
         not_before_ms: u64,
     ) -> Result<(), StoreError> {
-        let Held { rev, rec } = self.current(job_id, task_id).await?;
         let event = TaskEvent::Fail {
             attempt,
             error,
             retry,
             not_before_ms,
         };
-        self.write_task(rev, task_machine::transition(&rec, &event)?)
-            .await
+        self.finish_attempt(job_id, task_id, &event).await
     }
 
     /// Asks etcd whether the election key still has the revision this coordinator won with
