@@ -233,13 +233,18 @@ impl EtcdStore {
                 vec![TxnOp::put(key, value, None)],
             )
             .await;
-        if result.is_err() {
-            self.in_doubt
-                .lock()
-                .expect("in-doubt lock")
-                .insert(id.clone(), rec.clone());
-        } else {
-            self.in_doubt.lock().expect("in-doubt lock").remove(&id);
+        match &result {
+            Err(_) => {
+                self.in_doubt
+                    .lock()
+                    .expect("in-doubt lock")
+                    .insert(id.clone(), rec.clone());
+            }
+            Ok(Some(_)) => {
+                self.in_doubt.lock().expect("in-doubt lock").remove(&id);
+            }
+            // Kept: a lost race may be our own earlier write ([`Self::landed_earlier`]).
+            Ok(None) => {}
         }
         match result {
             Ok(Some(rev)) => {
