@@ -19,6 +19,7 @@ apt_missing=()
 command -v protoc >/dev/null 2>&1 || apt_missing+=(protobuf-compiler)
 [ -e /usr/include/google/protobuf/timestamp.proto ] || apt_missing+=(libprotobuf-dev)
 command -v etcd >/dev/null 2>&1 || apt_missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || apt_missing+=(etcd-client)
 command -v "$PYTHON" >/dev/null 2>&1 || apt_missing+=(python3)
 if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then apt_missing+=(python3-pip); fi
 # Dashboard browser test (headless Chromium driven by playwright-core), metrics check (promtool).

@@ -122,6 +122,7 @@ impl Standalone {
                 security: Default::default(),
                 retry_backoff: config.retry_backoff,
                 worker_grace: CoordinatorConfig::DEFAULT_WORKER_GRACE,
+                compaction_interval: CoordinatorConfig::DEFAULT_COMPACTION_INTERVAL,
             },
             store,
             finalizer,

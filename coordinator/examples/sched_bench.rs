@@ -165,6 +165,12 @@ impl<S: TaskStore> TaskStore for Timed<S> {
     async fn check_leader(&self) -> Result<(), StoreError> {
         self.inner.check_leader().await
     }
+    async fn fold_job(
+        &self,
+        job_id: &str,
+    ) -> Result<synthforge_coordinator::control::store::JobSummary, StoreError> {
+        self.inner.fold_job(job_id).await
+    }
 }
 
 fn job(id: &str, n: u64) -> (JobRecord, Vec<TaskRecord>) {

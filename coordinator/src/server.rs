@@ -49,9 +49,18 @@ pub struct CoordinatorConfig {
     /// How long a worker may stay silent (no heartbeat, no lease request) before the dashboard,
     /// `/api/workers` and the metrics stop listing it; see [`Self::DEFAULT_WORKER_GRACE`].
     pub worker_grace: Duration,
+    /// How often the leader compacts the state store's history (etcd), keeping about one
+    /// interval of it; zero: never (etcd's own `--auto-compaction-*` then must). See
+    /// [`Self::DEFAULT_COMPACTION_INTERVAL`] and docs/sizing.md.
+    pub compaction_interval: Duration,
 }
 
 impl CoordinatorConfig {
+    /// A minute of history is all the coordinator needs (a takeover reads the store at one
+    /// revision within seconds); a 100,000-task job writes some 300,000 revisions, which
+    /// etcd would otherwise keep.
+    pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
+
     /// Workers heartbeat every 2 s while they run a task and ask for a lease at least every
     /// few seconds while idle, so 30 s of silence means a dead or cut-off process.
     pub const DEFAULT_WORKER_GRACE: Duration = Duration::from_secs(30);
@@ -154,7 +163,7 @@ impl Coordinator {
         }
         // Stopping (or dropping) this coordinator must not cancel the caller's token.
         let stop = stop.child_token();
-        let sched = Scheduler::with_retry_backoff(store, finalizer, config.retry_backoff);
+        let sched = Scheduler::with_retry_backoff(store.clone(), finalizer, config.retry_backoff);
         sched.set_worker_grace(config.worker_grace);
         if gate.is_none() {
             sched.recover().await?;
@@ -181,6 +190,13 @@ impl Coordinator {
             sched.clone(),
             telemetry.clone(),
             gate.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(crate::control::compaction::run(
+            sched.clone(),
+            store,
+            gate.clone(),
+            config.compaction_interval,
             stop.clone(),
         ));
         let mut http_addr = None;
@@ -370,6 +386,7 @@ mod tests {
             security: SecurityConfig::default(),
             retry_backoff: Backoff::NONE,
             worker_grace: CoordinatorConfig::DEFAULT_WORKER_GRACE,
+            compaction_interval: CoordinatorConfig::DEFAULT_COMPACTION_INTERVAL,
         };
         let refused = Coordinator::start(
             config.clone(),
@@ -404,6 +421,7 @@ mod tests {
             security: SecurityConfig::default(),
             retry_backoff: Backoff::NONE,
             worker_grace: CoordinatorConfig::DEFAULT_WORKER_GRACE,
+            compaction_interval: CoordinatorConfig::DEFAULT_COMPACTION_INTERVAL,
         };
         let c = Coordinator::start(config, store, noop_finalizer(), stop.clone())
             .await

@@ -29,6 +29,12 @@ impl Etcd {
     /// Starts etcd on fresh ports and waits until `GET /health` reports healthy.
     #[track_caller]
     pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// [`Etcd::start`] with extra flags (e.g. a tiny `--quota-backend-bytes`).
+    #[track_caller]
+    pub fn start_with_args(extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sf-etcd-")
             .tempdir()
@@ -42,7 +48,7 @@ impl Etcd {
                 let (client, peer) = (free_port(), free_port());
                 // A fresh data dir per attempt: a failed attempt may have recorded its ports.
                 let data = dir.path().join(format!("data-{attempt}"));
-                (spec(data, client, peer).spawn(), (client, peer))
+                (spec(data, client, peer).args(extra).spawn(), (client, peer))
             },
             |&(client, _)| {
                 anyhow::ensure!(healthy(client), "GET /health is not healthy");

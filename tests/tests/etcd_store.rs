@@ -248,3 +248,64 @@ fn large_job_spans_batches_and_pages_and_renewals_stay_in_memory() {
         assert!(t7.last_error.contains("expired"), "{}", t7.last_error);
     });
 }
+
+/// A fold cut short — the summary written, some task keys deleted, then a crash — is finished by
+/// the next fold (a new coordinator's): snapshots stand on the summary meanwhile, the leftover
+/// keys go, and a standby may not fold.
+#[test]
+fn an_interrupted_fold_is_finished_by_the_next_one() {
+    let etcd = Etcd::start();
+    rt().block_on(async {
+        let s = store(&etcd, "/fold").await;
+        let (mut j, ts) = job("fold", 300);
+        s.create_job(&j, &ts).await.unwrap();
+        j.state = JobState::Succeeded;
+        s.update_job(&j).await.unwrap();
+        // The crash: a summary without `tasks_deleted`, and only the first 100 keys gone.
+        let summary = serde_json::json!({
+            "job_id": "fold", "tasks_pending": 300, "tasks_leased": 0, "tasks_done": 0,
+            "tasks_failed": 0, "stats": { "rows_in": 0, "rows_out": 0, "rows_failed": 0,
+            "prompt_tokens": 0, "completion_tokens": 0 }, "failed_tasks": [],
+        });
+        let mut kv = s.client().kv_client();
+        kv.put("/fold/summaries/fold", summary.to_string(), None)
+            .await
+            .unwrap();
+        for t in 0..100 {
+            kv.delete(format!("/fold/tasks/fold/{t:010}"), None)
+                .await
+                .unwrap();
+        }
+        let restarted = store(&etcd, "/fold").await;
+        let snap = restarted.load_all().await.unwrap();
+        assert!(
+            snap.tasks.is_empty(),
+            "a folded job's leftover tasks are not loaded"
+        );
+        let stored = &snap.summaries[0];
+        assert!(!stored.tasks_deleted);
+        assert_eq!(
+            stored.tasks_pending, 300,
+            "the summary written first is kept"
+        );
+
+        restarted.set_fence(None);
+        assert!(matches!(
+            restarted.fold_job("fold").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let restarted = store(&etcd, "/fold").await;
+        let folded = restarted.fold_job("fold").await.unwrap();
+        assert!(folded.tasks_deleted);
+        assert_eq!(folded.tasks_pending, 300);
+        assert_eq!(restarted.maintenance().task_records_deleted, 200);
+        for t in 0..300 {
+            assert!(matches!(
+                restarted.stored_task("fold", t).await,
+                Err(StoreError::NotFound(_))
+            ));
+        }
+        let snap = restarted.load_all().await.unwrap();
+        assert!(snap.summaries[0].tasks_deleted);
+    });
+}

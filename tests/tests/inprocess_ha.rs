@@ -26,6 +26,7 @@ async fn replica(etcd: &Etcd, stop: &CancellationToken) -> Replica {
         security: Default::default(),
         retry_backoff: Backoff::DEFAULT,
         worker_grace: CoordinatorConfig::DEFAULT_WORKER_GRACE,
+        compaction_interval: CoordinatorConfig::DEFAULT_COMPACTION_INTERVAL,
     };
     let cfg = ReplicaConfig {
         etcd: vec![etcd.url()],

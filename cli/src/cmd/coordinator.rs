@@ -73,8 +73,20 @@ pub struct CoordinatorArgs {
     /// leaves the dashboard, `/api/workers` and the worker metrics.
     #[arg(long, default_value_t = 30.0, value_parser = positive_seconds)]
     pub worker_grace_s: f64,
+    /// Seconds between compactions of the state store's history (etcd revisions), keeping
+    /// about one interval of it; 0 turns it off (then etcd's own --auto-compaction-* must
+    /// compact). See docs/sizing.md.
+    #[arg(long, default_value_t = 60.0, value_parser = non_negative_seconds)]
+    pub compaction_interval_s: f64,
     #[command(flatten)]
     pub tls: super::tls_args::TlsArgs,
+}
+
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds (0 or more)")),
+    }
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
@@ -100,6 +112,7 @@ pub async fn run(a: CoordinatorArgs) -> anyhow::Result<()> {
         },
         retry_backoff: Backoff::DEFAULT,
         worker_grace: std::time::Duration::from_secs_f64(a.worker_grace_s),
+        compaction_interval: std::time::Duration::from_secs_f64(a.compaction_interval_s),
     };
     let state = if a.etcd.is_empty() {
         StateConfig::Embedded(a.state_dir)

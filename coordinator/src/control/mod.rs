@@ -1,6 +1,7 @@
 //! Deciding what runs where: planning a job into tasks, leasing them with fencing, the durable
 //! task state, and which coordinator replica leads.
 
+pub mod compaction;
 pub mod fingerprint;
 pub mod ha;
 pub mod planner;

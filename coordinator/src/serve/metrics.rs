@@ -130,6 +130,7 @@ pub async fn render(sched: &Scheduler, telemetry: &Telemetry) -> String {
     let _ = writeln!(out, "synthforge_workers {live}");
     render_live(&mut out, telemetry, &jobs);
     render_backends(&mut out, telemetry);
+    crate::control::compaction::render_metrics(&mut out, &sched.store_maintenance());
     out
 }
 

@@ -29,6 +29,7 @@ mod lease;
 mod outcome;
 mod state;
 mod submit;
+mod upkeep;
 mod workers;
 
 use state::{Inner, JobEntry};
@@ -112,6 +113,7 @@ impl Scheduler {
     /// fresh deadline so their workers can keep going; jobs stuck in finalizing are finalized.
     pub async fn recover(self: &Arc<Self>) -> Result<(), SchedError> {
         let snap = self.store.load_all().await?;
+        let mut folded = upkeep::summaries_by_job(snap.summaries);
         let mut by_job: HashMap<String, Vec<TaskRecord>> = HashMap::new();
         for t in snap.tasks {
             by_job.entry(t.job_id.clone()).or_default().push(t);
@@ -146,7 +148,11 @@ impl Scheduler {
                     }
                 }
             }
-            let mut stats = TaskStats::default();
+            let summary = folded.remove(&record.id);
+            let mut stats = summary
+                .as_ref()
+                .map(|s| s.stats.clone())
+                .unwrap_or_default();
             for t in tasks.iter().filter(|t| t.state == TaskState::Done) {
                 stats.add(&t.stats);
             }
@@ -172,6 +178,7 @@ impl Scheduler {
                 progress: HashMap::new(),
                 ended,
                 backend: Default::default(),
+                summary,
             };
             let now = now_ms();
             for task_id in pending {
@@ -508,7 +515,8 @@ impl Scheduler {
     }
 
     pub async fn job(&self, id: &str) -> Option<JobView> {
-        self.inner.lock().await.job(id).map(|e| e.view())
+        let view = self.inner.lock().await.job(id).map(|e| e.view());
+        view.map(|v| self.with_store_alarm(v))
     }
 
     /// The validated spec a job runs (the dashboard's funnel follows its pipeline).
@@ -522,7 +530,7 @@ impl Scheduler {
             .await
             .jobs
             .values()
-            .map(|e| e.view())
+            .map(|e| self.with_store_alarm(e.view()))
             .collect()
     }
 

@@ -7,6 +7,7 @@ use synthforge_core::input::TaskSlice;
 use synthforge_core::spec::JobSpec;
 
 use super::backend_wait::BackendPause;
+use crate::control::store::JobSummary;
 use crate::model::{JobRecord, TaskRecord, TaskState, TaskStats};
 
 /// A task handed to a worker.
@@ -69,6 +70,9 @@ pub(super) struct JobEntry {
     pub(super) ended: usize,
     /// Whether leasing waits for an unreachable backend, and the attempts that gave back.
     pub(super) backend: BackendPause,
+    /// Set once the job's task records are folded in the store (`upkeep.rs`): `tasks` is then
+    /// empty and the job's view reads this.
+    pub(super) summary: Option<JobSummary>,
 }
 
 impl JobEntry {
@@ -110,6 +114,20 @@ impl JobEntry {
     }
 
     pub(super) fn view(&self) -> JobView {
+        if let Some(s) = &self.summary {
+            // Folded: counts and failures from the summary; `stats` kept in memory as ever.
+            return JobView {
+                record: self.record.clone(),
+                tasks_pending: s.tasks_pending,
+                tasks_leased: s.tasks_leased,
+                tasks_done: s.tasks_done,
+                tasks_failed: s.tasks_failed,
+                stats: self.stats.clone(),
+                rows_in_flight: 0,
+                failed_tasks: s.failed_tasks.clone(),
+                waiting: None,
+            };
+        }
         JobView {
             record: self.record.clone(),
             tasks_pending: self.count(TaskState::Pending),

@@ -115,6 +115,7 @@ impl Scheduler {
             progress: HashMap::new(),
             ended: 0,
             backend: Default::default(),
+            summary: None,
         };
         let empty = entry.tasks.is_empty();
         let view = entry.view();

@@ -5,6 +5,8 @@ use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
 
+mod fold;
+
 use super::{StoreError, TaskStore};
 use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, JobState, TaskRecord, TaskState, TaskStats};
@@ -62,6 +64,8 @@ pub async fn run_all(store: &dyn TaskStore) {
     fail_and_retry(store, &format!("{prefix}-d")).await;
     expiry_requeues_then_fails(store, &format!("{prefix}-e")).await;
     transitions_follow_the_machine(store, &format!("{prefix}-f")).await;
+    fold::fold_keeps_the_summary_and_drops_the_tasks(store, &format!("{prefix}-g")).await;
+    fold::only_finalized_jobs_fold(store, &format!("{prefix}-h")).await;
 }
 
 async fn create_and_load(store: &dyn TaskStore, id: &str) {

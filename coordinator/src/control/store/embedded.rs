@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use synthforge_core::sink::WrittenFile;
 
-use super::{Snapshot, StoreError, TaskStore};
+use super::summary::{manifest_written, JobSummary};
+use super::{MaintenanceStats, Snapshot, StoreError, TaskStore};
 use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, TaskRecord, TaskStats};
 
@@ -30,6 +31,10 @@ enum LogEntry {
     /// Boxed: a job record is far larger than the task list's handle (serialized the same).
     Job(Box<JobRecord>),
     Tasks(Vec<TaskRecord>),
+    /// A finished job's tasks folded into a summary (written before [`LogEntry::DropTasks`]).
+    Summary(Box<JobSummary>),
+    /// A folded job's task records are gone.
+    DropTasks(String),
 }
 
 #[derive(Default)]
@@ -37,6 +42,8 @@ struct State {
     jobs: HashMap<String, JobRecord>,
     /// job id → tasks indexed by task id (task ids are dense from 0).
     tasks: HashMap<String, Vec<TaskRecord>>,
+    /// Folded jobs: job id → summary of its (deleted) tasks.
+    summaries: HashMap<String, JobSummary>,
 }
 
 pub struct EmbeddedStore {
@@ -44,6 +51,8 @@ pub struct EmbeddedStore {
     path: Option<PathBuf>,
     /// Group commit of the log (none in memory).
     durability: Option<GroupCommit>,
+    jobs_folded: AtomicU64,
+    task_records_deleted: AtomicU64,
 }
 
 /// Shares fsyncs between concurrent writers. Every append (under the state lock) bumps
@@ -92,6 +101,8 @@ impl EmbeddedStore {
             state: Mutex::new((State::default(), None)),
             path: None,
             durability: None,
+            jobs_folded: AtomicU64::new(0),
+            task_records_deleted: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +120,9 @@ impl EmbeddedStore {
             let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
             for job in state.jobs.values() {
                 write_entry(&mut w, &LogEntry::Job(Box::new(job.clone())))?;
+            }
+            for summary in state.summaries.values() {
+                write_entry(&mut w, &LogEntry::Summary(Box::new(summary.clone())))?;
             }
             for tasks in state.tasks.values() {
                 for chunk in tasks.chunks(10_000) {
@@ -135,6 +149,8 @@ impl EmbeddedStore {
             state: Mutex::new((state, Some(BufWriter::with_capacity(1 << 20, f)))),
             path: Some(path),
             durability: Some(durability),
+            jobs_folded: AtomicU64::new(0),
+            task_records_deleted: AtomicU64::new(0),
         })
     }
 
@@ -236,6 +252,15 @@ fn apply(state: &mut State, e: LogEntry) {
                     v.resize_with(i + 1, || TaskRecord::new("", u64::MAX, t.slice.clone()));
                 }
                 v[i] = t;
+            }
+        }
+        LogEntry::Summary(s) => {
+            state.summaries.insert(s.job_id.clone(), *s);
+        }
+        LogEntry::DropTasks(job_id) => {
+            state.tasks.remove(&job_id);
+            if let Some(s) = state.summaries.get_mut(&job_id) {
+                s.tasks_deleted = true;
             }
         }
     }
@@ -430,13 +455,72 @@ impl TaskStore for EmbeddedStore {
         let mut snap = Snapshot {
             jobs: state.jobs.values().cloned().collect(),
             tasks: Vec::new(),
+            summaries: state
+                .summaries
+                .iter()
+                .filter(|(id, _)| state.jobs.contains_key(*id))
+                .map(|(_, s)| s.clone())
+                .collect(),
         };
         for (job_id, tasks) in &state.tasks {
-            if state.jobs.contains_key(job_id) {
+            if state.jobs.contains_key(job_id) && !state.summaries.contains_key(job_id) {
                 snap.tasks.extend(tasks.iter().cloned());
             }
         }
         Ok(snap)
+    }
+
+    async fn fold_job(&self, job_id: &str) -> Result<JobSummary, StoreError> {
+        // Two log entries, as etcd does it in two steps: the summary, then the drop of the
+        // tasks (which marks the summary finished on replay). A log torn between them reopens
+        // with the summary and the tasks, and the next fold drops them.
+        let written_now = self
+            .with(|state| {
+                let job = state
+                    .jobs
+                    .get(job_id)
+                    .ok_or_else(|| StoreError::NotFound(format!("job {job_id}")))?;
+                if !manifest_written(job) {
+                    return Err(StoreError::Conflict(format!(
+                        "job {job_id} is {} without a written manifest; its tasks stay",
+                        job.state.as_str()
+                    )));
+                }
+                if state.summaries.contains_key(job_id) {
+                    return Ok((false, None));
+                }
+                let tasks = state.tasks.get(job_id).map(Vec::as_slice).unwrap_or(&[]);
+                let s = JobSummary::from_tasks(job_id, tasks.iter().filter(|t| t.job_id == job_id));
+                state.summaries.insert(job_id.to_string(), s.clone());
+                Ok((true, Some(LogEntry::Summary(Box::new(s)))))
+            })
+            .await?;
+        let (deleted, summary) = self
+            .with(|state| {
+                let done = state.summaries.get(job_id).is_some_and(|s| s.tasks_deleted);
+                let n = state.tasks.get(job_id).map_or(0, Vec::len);
+                let entry = (!done).then(|| LogEntry::DropTasks(job_id.to_string()));
+                if !done {
+                    apply(state, LogEntry::DropTasks(job_id.to_string()));
+                }
+                let s = state.summaries.get(job_id).cloned().unwrap_or_default();
+                Ok(((n, s), entry))
+            })
+            .await?;
+        if written_now {
+            self.jobs_folded.fetch_add(1, Ordering::Relaxed);
+        }
+        self.task_records_deleted
+            .fetch_add(deleted as u64, Ordering::Relaxed);
+        Ok(summary)
+    }
+
+    fn maintenance(&self) -> MaintenanceStats {
+        MaintenanceStats {
+            jobs_folded: self.jobs_folded.load(Ordering::Relaxed),
+            task_records_deleted: self.task_records_deleted.load(Ordering::Relaxed),
+            ..Default::default()
+        }
     }
 }
 

@@ -16,6 +16,11 @@
 //! acts on deadlines ([`TaskStore::requeue_expired`]), a new leader re-grants a fresh
 //! deadline to every leased task in `Scheduler::recover`, and the fencing token — the attempt
 //! number — is always persisted by `claim`. A heartbeat therefore costs no etcd write.
+//!
+//! Housekeeping ([`hygiene`]): a finished job's tasks are folded into `{prefix}/summaries/{job}`
+//! and deleted; history is compacted; a NOSPACE alarm is remembered and shown.
+
+mod hygiene;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,7 +32,7 @@ use etcd_client::{
 use futures::{StreamExt, TryStreamExt};
 use synthforge_core::sink::WrittenFile;
 
-use super::{Snapshot, StoreError, TaskStore};
+use super::{JobSummary, MaintenanceStats, Snapshot, StoreError, TaskStore};
 use crate::control::task_machine::{self, Backoff, TaskEvent};
 use crate::model::{JobRecord, TaskRecord, TaskState, TaskStats};
 
@@ -63,6 +68,11 @@ pub struct EtcdStore {
     prefix: String,
     held: Mutex<HashMap<(String, u64), Held>>,
     fence: Mutex<Fence>,
+    /// Task writes whose answer was lost (an I/O error after sending): they may have landed.
+    /// A later change that finds exactly that record stored counts it as its own.
+    in_doubt: Mutex<HashMap<(String, u64), TaskRecord>>,
+    /// Folds, compactions and the space alarm ([`hygiene`]).
+    upkeep: hygiene::Upkeep,
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -105,6 +115,8 @@ impl EtcdStore {
             prefix: prefix.trim_end_matches('/').to_string(),
             held: Mutex::new(HashMap::new()),
             fence: Mutex::new(Fence::Off),
+            in_doubt: Mutex::new(HashMap::new()),
+            upkeep: hygiene::Upkeep::default(),
         }
     }
 
@@ -127,6 +139,10 @@ impl EtcdStore {
 
     fn job_key(&self, job: &str) -> String {
         format!("{}/jobs/{job}", self.prefix)
+    }
+
+    fn summary_key(&self, job: &str) -> String {
+        format!("{}/summaries/{job}", self.prefix)
     }
 
     fn task_key(&self, job: &str, task: u64) -> String {
@@ -158,12 +174,17 @@ impl EtcdStore {
         mut compares: Vec<Compare>,
         ops: Vec<TxnOp>,
     ) -> Result<Option<i64>, StoreError> {
+        let writes = !ops.is_empty();
         compares.extend(self.fence_compares()?);
         let resp = self
             .kv()
             .txn(Txn::new().when(compares).and_then(ops))
             .await
-            .map_err(io)?;
+            .map_err(|e| self.etcd_err(e))?;
+        if writes {
+            // A write went through: etcd has space again.
+            self.upkeep.space_freed();
+        }
         if !resp.succeeded() {
             return Ok(None);
         }
@@ -176,7 +197,7 @@ impl EtcdStore {
             .kv()
             .get(self.task_key(job_id, task_id), None)
             .await
-            .map_err(io)?;
+            .map_err(|e| self.etcd_err(e))?;
         let kv = resp
             .kvs()
             .first()
@@ -212,9 +233,22 @@ impl EtcdStore {
                 vec![TxnOp::put(key, value, None)],
             )
             .await;
-        let mut held = self.held.lock().expect("held lock");
+        match &result {
+            Err(_) => {
+                self.in_doubt
+                    .lock()
+                    .expect("in-doubt lock")
+                    .insert(id.clone(), rec.clone());
+            }
+            Ok(Some(_)) => {
+                self.in_doubt.lock().expect("in-doubt lock").remove(&id);
+            }
+            // Kept: a lost race may be our own earlier write ([`Self::landed_earlier`]).
+            Ok(None) => {}
+        }
         match result {
             Ok(Some(rev)) => {
+                let mut held = self.held.lock().expect("held lock");
                 if rec.state == TaskState::Leased {
                     held.insert(id, Held { rev, rec });
                 } else {
@@ -223,14 +257,94 @@ impl EtcdStore {
                 Ok(())
             }
             Ok(None) => {
-                // Our view is stale: forget it so the next change re-reads the task.
-                held.remove(&id);
+                // Our view is stale: take the stored one instead, so a lease stored meanwhile
+                // (by a write of ours whose answer was lost, or another coordinator) still
+                // expires here rather than staying leased forever.
+                self.hold_stored(&id.0, id.1).await;
                 Err(StoreError::Conflict(format!(
                     "task {}/{} changed in etcd since revision {from} (another coordinator, or this one was deposed)",
                     id.0, id.1
                 )))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `stored` is the record of a write of ours whose answer was lost: it landed, so
+    /// the retried change that found it succeeded (a retried completion must not be told
+    /// "fenced off": its worker would delete the files the stored record lists).
+    fn landed_earlier(&self, stored: &TaskRecord) -> bool {
+        let id = (stored.job_id.clone(), stored.task_id);
+        let mut doubt = self.in_doubt.lock().expect("in-doubt lock");
+        let same = doubt.get(&id).is_some_and(|mine| {
+            (mine.state, mine.attempt, &mine.files, &mine.last_error)
+                == (
+                    stored.state,
+                    stored.attempt,
+                    &stored.files,
+                    &stored.last_error,
+                )
+        });
+        if same {
+            doubt.remove(&id);
+        }
+        same
+    }
+
+    /// Applies a completion or failure to the task as this store knows it; a lost race or a
+    /// refusal that finds our own earlier write stored ([`Self::landed_earlier`]) succeeds.
+    async fn finish_attempt(
+        &self,
+        job_id: &str,
+        task_id: u64,
+        event: &TaskEvent<'_>,
+    ) -> Result<(), StoreError> {
+        let Held { rev, rec } = self.current(job_id, task_id).await?;
+        let result = match task_machine::transition(&rec, event) {
+            Ok(next) => self.write_task(rev, next).await,
+            Err(refusal) => Err(refusal.into()),
+        };
+        match result {
+            Err(StoreError::Conflict(why)) => {
+                let stored = self.read_task(job_id, task_id).await?.rec;
+                if self.landed_earlier(&stored) {
+                    tracing::info!(
+                        job = job_id,
+                        task_id,
+                        "an earlier write whose answer was lost had landed"
+                    );
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict(why))
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Re-reads a task and holds it if it is leased (forgets it otherwise), so that
+    /// [`TaskStore::requeue_expired`] sees every stored lease, also those this store's view
+    /// missed. Returns the stored task when it could be read.
+    async fn hold_stored(&self, job_id: &str, task_id: u64) -> Option<TaskRecord> {
+        let stored = self.read_task(job_id, task_id).await.ok();
+        let id = (job_id.to_string(), task_id);
+        let mut held = self.held.lock().expect("held lock");
+        match stored {
+            Some(h) if h.rec.state == TaskState::Leased => {
+                let newer = held.get(&id).is_none_or(|mine| mine.rev < h.rev);
+                if newer {
+                    held.insert(id, h.clone());
+                }
+                Some(h.rec)
+            }
+            Some(h) => {
+                held.remove(&id);
+                Some(h.rec)
+            }
+            None => {
+                held.remove(&id);
+                None
+            }
         }
     }
 }
@@ -259,7 +373,11 @@ impl EtcdStore {
 #[async_trait]
 impl TaskStore for EtcdStore {
     async fn stored_task(&self, job_id: &str, task_id: u64) -> Result<TaskRecord, StoreError> {
-        Ok(self.read_task(job_id, task_id).await?.rec)
+        // The scheduler adopts what this returns; a lease it adopts must expire here too.
+        match self.hold_stored(job_id, task_id).await {
+            Some(rec) => Ok(rec),
+            None => Ok(self.read_task(job_id, task_id).await?.rec),
+        }
     }
 
     async fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError> {
@@ -268,7 +386,7 @@ impl TaskStore for EtcdStore {
             .kv()
             .get(job_key.clone(), Some(GetOptions::new().with_count_only()))
             .await
-            .map_err(io)?
+            .map_err(|e| self.etcd_err(e))?
             .count()
             > 0;
         if exists {
@@ -313,7 +431,13 @@ impl TaskStore for EtcdStore {
         if ok.is_some() {
             return Ok(());
         }
-        let found = self.kv().get(key, None).await.map_err(io)?.count() > 0;
+        let found = self
+            .kv()
+            .get(key, None)
+            .await
+            .map_err(|e| self.etcd_err(e))?
+            .count()
+            > 0;
         if found {
             Err(StoreError::Conflict(format!(
                 "job {}: write fenced off (this coordinator is no longer the leader)",
@@ -377,14 +501,12 @@ impl TaskStore for EtcdStore {
         files: &[WrittenFile],
         stats: &TaskStats,
     ) -> Result<(), StoreError> {
-        let Held { rev, rec } = self.current(job_id, task_id).await?;
         let event = TaskEvent::Complete {
             attempt,
             files,
             stats,
         };
-        self.write_task(rev, task_machine::transition(&rec, &event)?)
-            .await
+        self.finish_attempt(job_id, task_id, &event).await
     }
 
     async fn fail(
@@ -396,15 +518,13 @@ impl TaskStore for EtcdStore {
         retry: bool,
         not_before_ms: u64,
     ) -> Result<(), StoreError> {
-        let Held { rev, rec } = self.current(job_id, task_id).await?;
         let event = TaskEvent::Fail {
             attempt,
             error,
             retry,
             not_before_ms,
         };
-        self.write_task(rev, task_machine::transition(&rec, &event)?)
-            .await
+        self.finish_attempt(job_id, task_id, &event).await
     }
 
     /// Asks etcd whether the election key still has the revision this coordinator won with
@@ -476,12 +596,15 @@ impl TaskStore for EtcdStore {
                 })?,
             );
         }
+        let summaries = self.load_summaries(rev).await?;
+        let folded: std::collections::HashSet<&str> =
+            summaries.iter().map(|s| s.job_id.as_str()).collect();
         // Tasks by bounded key ranges of each job (ids are dense from 0), several at once. etcd
         // 3.4 counts every key up to a range's end on each paged request, so paging one open
         // range over a million keys is quadratic; bounded ranges keep the whole load linear.
         // Only tasks of known jobs are read: orphans of a crashed creation are not state.
         let mut ranges = Vec::new();
-        for j in &jobs {
+        for j in jobs.iter().filter(|j| !folded.contains(j.id.as_str())) {
             let job_prefix = format!("{}/tasks/{}/", self.prefix, j.id);
             let mut from = job_prefix.clone().into_bytes();
             let mut next = PAGE as u64;
@@ -511,7 +634,31 @@ impl TaskStore for EtcdStore {
             tasks.push(t);
         }
         *self.held.lock().expect("held lock") = held;
-        Ok(Snapshot { jobs, tasks })
+        Ok(Snapshot {
+            jobs,
+            tasks,
+            summaries,
+        })
+    }
+
+    async fn fold_job(&self, job_id: &str) -> Result<JobSummary, StoreError> {
+        self.fold(job_id).await
+    }
+
+    async fn compact_history(&self) -> Result<Option<i64>, StoreError> {
+        self.compact_to_previous().await
+    }
+
+    async fn refresh_space_alarm(&self) -> Result<(), StoreError> {
+        self.read_space_alarm().await
+    }
+
+    fn space_alarm(&self) -> Option<String> {
+        self.upkeep.alarm()
+    }
+
+    fn maintenance(&self) -> MaintenanceStats {
+        self.upkeep.stats()
     }
 }
 
@@ -537,7 +684,11 @@ impl EtcdStore {
             if rev > 0 {
                 opts = opts.with_revision(rev);
             }
-            let mut resp = self.kv().get(from.clone(), Some(opts)).await.map_err(io)?;
+            let mut resp = self
+                .kv()
+                .get(from.clone(), Some(opts))
+                .await
+                .map_err(|e| self.etcd_err(e))?;
             if rev == 0 {
                 rev = resp.header().map(|h| h.revision()).unwrap_or(0);
             }

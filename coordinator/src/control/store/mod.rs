@@ -9,12 +9,14 @@
 pub mod conformance;
 pub mod embedded;
 pub mod etcd;
+pub mod summary;
 
 use async_trait::async_trait;
 use synthforge_core::sink::WrittenFile;
 
 use crate::control::task_machine::{Backoff, Refusal};
 use crate::model::{JobRecord, TaskRecord, TaskStats};
+pub use summary::JobSummary;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,7 +41,32 @@ impl From<Refusal> for StoreError {
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub jobs: Vec<JobRecord>,
+    /// Tasks of jobs that are not folded.
     pub tasks: Vec<TaskRecord>,
+    /// Folded jobs ([`TaskStore::fold_job`]): their summaries stand for their tasks.
+    pub summaries: Vec<JobSummary>,
+}
+
+/// The message every caller shows when etcd refuses writes for lack of space; the store's
+/// errors carry it and [`TaskStore::space_alarm`] returns it while the alarm lasts.
+pub const NOSPACE_HINT: &str =
+    "etcd is out of space (NOSPACE alarm; writes refused, nothing lost, \
+     the job continues once space is freed): raise --quota-backend-bytes, compact, defrag, \
+     disarm the alarm (docs/sizing.md)";
+
+/// Housekeeping counters of a store, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceStats {
+    /// Jobs whose task records were folded into a summary.
+    pub jobs_folded: u64,
+    /// Task records deleted by folds.
+    pub task_records_deleted: u64,
+    /// History compactions done (etcd).
+    pub compactions: u64,
+    /// The revision history was last compacted to (etcd; 0: never).
+    pub compacted_revision: i64,
+    /// Whether writes are refused for lack of space now (etcd NOSPACE alarm).
+    pub out_of_space: bool,
 }
 
 #[async_trait]
@@ -113,5 +140,36 @@ pub trait TaskStore: Send + Sync {
     /// store without an election (embedded, a single etcd coordinator) always answers yes.
     async fn check_leader(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Folds a finished job's task records into one [`JobSummary`] and deletes them: the
+    /// summary is written first, then the tasks are deleted in batches, so a fold interrupted
+    /// at any point is finished by calling it again (an existing summary is kept as it is).
+    /// Requires the stored job to have its manifest written ([`summary::manifest_written`]);
+    /// otherwise `Conflict`. Returns the job's summary.
+    async fn fold_job(&self, job_id: &str) -> Result<JobSummary, StoreError>;
+
+    /// Drops history older than the previous call (etcd: compacts to the revision seen then),
+    /// so history is kept for about one interval of the caller. Returns the revision compacted
+    /// to, if any. A store without history does nothing.
+    async fn compact_history(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Asks the store whether writes are refused for lack of space and remembers the answer
+    /// for [`TaskStore::space_alarm`] (etcd: its alarm list). A store without quota: no.
+    async fn refresh_space_alarm(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// While writes are refused for lack of space: the message to show on jobs and the
+    /// dashboard ([`NOSPACE_HINT`]).
+    fn space_alarm(&self) -> Option<String> {
+        None
+    }
+
+    /// Housekeeping counters (folds, compactions, the space alarm).
+    fn maintenance(&self) -> MaintenanceStats {
+        MaintenanceStats::default()
     }
 }
