@@ -117,6 +117,9 @@ impl<S: TaskStore> TaskStore for Timed<S> {
     async fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError> {
         self.inner.create_job(job, tasks).await
     }
+    async fn put_planned_tasks(&self, j: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        self.inner.put_planned_tasks(j, tasks).await
+    }
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.time(self.inner.update_job(job)).await
     }
@@ -187,6 +190,7 @@ fn job(id: &str, n: u64) -> (JobRecord, Vec<TaskRecord>) {
         error: String::new(),
         input_fingerprint: Default::default(),
         finalize_removed: Default::default(),
+        planning: None,
     };
     let tasks = (0..n)
         .map(|i| {

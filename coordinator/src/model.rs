@@ -12,6 +12,9 @@ pub use synthforge_core::stats::TaskStats;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Stored, its input being cut into tasks in the background (written as they are planned);
+    /// no task is leased before planning ends.
+    Planning,
     Running,
     /// All tasks ended; the coordinator is writing the manifest and dataset card.
     Finalizing,
@@ -23,6 +26,7 @@ pub enum JobState {
 impl JobState {
     pub fn as_str(&self) -> &'static str {
         match self {
+            JobState::Planning => "planning",
             JobState::Running => "running",
             JobState::Finalizing => "finalizing",
             JobState::Succeeded => "succeeded",
@@ -61,6 +65,22 @@ pub struct JobRecord {
     /// survive a coordinator restart, which rebuilds the stats from the tasks.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub finalize_removed: BTreeMap<String, u64>,
+    /// How far planning got, while the job is [`JobState::Planning`] (`None` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planning: Option<PlanningProgress>,
+}
+
+/// Progress of a job's background planning, shown by `status`, the dashboard and `/api`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanningProgress {
+    /// Input objects listed at submit.
+    pub objects_total: u64,
+    /// Objects cut into tasks so far.
+    pub objects_planned: u64,
+    /// Tasks stored so far.
+    pub tasks_written: u64,
+    /// Seed rows those tasks hold.
+    pub rows_planned: u64,
 }
 
 /// The input as listed at submit, in a form whose size stays bounded: the job record is one

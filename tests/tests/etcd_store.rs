@@ -36,6 +36,7 @@ fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
         error: String::new(),
         input_fingerprint: Default::default(),
         finalize_removed: Default::default(),
+        planning: None,
     };
     // Built from JSON: the slice type lives in synthforge-core, which this crate does not use.
     let ts = (0..tasks)

@@ -180,7 +180,10 @@ async fn watch_job(
             progress.finish(&snap);
             return Some(view);
         }
-        progress.update(&snap);
+        // While planning there are no rows to count yet.
+        if view.record.state != JobState::Planning {
+            progress.update(&snap);
+        }
         if stop.is_cancelled() {
             progress.abandon();
             return None;

@@ -52,6 +52,10 @@ fn to_json(s: &pb::JobStatus) -> serde_json::Value {
         "rows_failed": st.rows_failed, "removed": st.removed,
         "prompt_tokens": st.prompt_tokens, "completion_tokens": st.completion_tokens,
         "output": s.output, "error": s.error, "waiting": s.waiting,
+        "planning": s.planning.as_ref().map(|p| serde_json::json!({
+            "objects_total": p.objects_total, "objects_planned": p.objects_planned,
+            "tasks_written": p.tasks_written, "rows_planned": p.rows_planned,
+        })),
     })
 }
 
@@ -113,6 +117,9 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
         }
         if !j.waiting.is_empty() {
             println!("  {}", j.waiting);
+        }
+        if j.state == "planning" {
+            println!("  {}", super::submit::planning_line(j.planning.as_ref()));
         }
     }
     Ok(())
@@ -257,6 +264,16 @@ async fn run_http(a: &StatusArgs, base: &str) -> anyhow::Result<()> {
         }
         if let Some(e) = r["error"].as_str().filter(|e| !e.is_empty()) {
             println!("  error: {e}");
+        }
+        if r["state"] == "planning" {
+            let p = &r["planning"];
+            let progress = pb::PlanningProgress {
+                objects_total: int(&p["objects_total"]),
+                objects_planned: int(&p["objects_planned"]),
+                tasks_written: int(&p["tasks_written"]),
+                rows_planned: int(&p["rows_planned"]),
+            };
+            println!("  {}", super::submit::planning_line(Some(&progress)));
         }
     }
     let now = synthforge_core::now_ms();

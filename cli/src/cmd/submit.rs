@@ -52,13 +52,18 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
         .await?
         .into_inner();
     println!("job_id: {}", resp.job_id);
-    println!("tasks: {}  rows: {}", resp.tasks, resp.rows);
+    if resp.state == "planning" {
+        println!("state: planning (the input is cut into tasks in the background)");
+    } else {
+        println!("tasks: {}  rows: {}", resp.tasks, resp.rows);
+    }
     if !a.wait {
         return Ok(());
     }
     let mut progress = Progress::new(true, a.progress_every);
     let started = Instant::now();
     let mut first_done = None;
+    let mut planning_said: Option<Instant> = None;
     loop {
         let st = client
             .get(super::authed(
@@ -91,10 +96,31 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
                 progress.finish(&snap);
                 anyhow::bail!("job {} {}: {}", st.job_id, st.state, st.error)
             }
+            "planning" => {
+                let due =
+                    planning_said.is_none_or(|t| t.elapsed().as_secs_f64() >= a.progress_every);
+                if due {
+                    eprintln!("{}", planning_line(st.planning.as_ref()));
+                    planning_said = Some(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
             _ => {
+                if planning_said.take().is_some() {
+                    println!("tasks: {}  rows: {}", st.tasks_total, st.rows_total);
+                }
                 progress.update(&snap);
                 tokio::time::sleep(Duration::from_millis(300)).await
             }
         }
     }
+}
+
+/// `planning: 120/2000 input objects, 1800 tasks, 1800000 rows so far`.
+pub fn planning_line(p: Option<&pb::PlanningProgress>) -> String {
+    let p = p.cloned().unwrap_or_default();
+    format!(
+        "planning: {}/{} input objects, {} tasks, {} rows so far",
+        p.objects_planned, p.objects_total, p.tasks_written, p.rows_planned
+    )
 }

@@ -323,6 +323,7 @@ output: {path: /tmp/out}
             error: String::new(),
             input_fingerprint: Default::default(),
             finalize_removed: Default::default(),
+            planning: None,
         };
         let mut stats = TaskStats {
             rows_out: 9,
@@ -372,6 +373,7 @@ output: {path: /tmp/out}
             error: String::new(),
             input_fingerprint: Default::default(),
             finalize_removed: Default::default(),
+            planning: None,
         };
         let mut m = Manifest::new("f-1", "f", vec![]);
         m.seed_rows = 10;

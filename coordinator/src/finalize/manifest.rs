@@ -211,6 +211,7 @@ mod tests {
             error: String::new(),
             input_fingerprint: Default::default(),
             finalize_removed: Default::default(),
+            planning: None,
         }
     }
 

@@ -23,6 +23,12 @@ impl From<&JobView> for pb::JobStatus {
             created_unix_ms: v.record.created_ms,
             finished_unix_ms: v.record.finished_ms,
             waiting: v.waiting.clone().unwrap_or_default(),
+            planning: v.record.planning.as_ref().map(|p| pb::PlanningProgress {
+                objects_total: p.objects_total,
+                objects_planned: p.objects_planned,
+                tasks_written: p.tasks_written,
+                rows_planned: p.rows_planned,
+            }),
         }
     }
 }

@@ -221,6 +221,7 @@ impl pb::job_service_server::JobService for JobApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::SubmitResponse {
+            state: v.record.state.as_str().to_string(),
             job_id: v.record.id,
             tasks: v.record.tasks_total,
             rows: v.record.rows_total,

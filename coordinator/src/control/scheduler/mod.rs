@@ -27,6 +27,7 @@ mod backend_wait;
 mod finish;
 mod lease;
 mod outcome;
+mod planning;
 mod state;
 mod submit;
 mod upkeep;
@@ -84,6 +85,8 @@ pub struct Scheduler {
     /// Silence (ms) after which a worker is no longer listed ([`Scheduler::workers`]).
     worker_grace_ms: std::sync::atomic::AtomicU64,
     changed: tokio::sync::Notify,
+    /// Jobs being planned in the background now ([`planning`]).
+    planning_runs: planning::PlanningRuns,
 }
 
 impl Scheduler {
@@ -106,6 +109,7 @@ impl Scheduler {
             retry_backoff,
             worker_grace_ms: std::sync::atomic::AtomicU64::new(workers::DEFAULT_GRACE_MS),
             changed: tokio::sync::Notify::new(),
+            planning_runs: Default::default(),
         })
     }
 
@@ -119,7 +123,7 @@ impl Scheduler {
             by_job.entry(t.job_id.clone()).or_default().push(t);
         }
         let mut inner = Inner::default();
-        let mut to_finalize = Vec::new();
+        let (mut to_finalize, mut to_plan) = (Vec::new(), Vec::new());
         for record in snap.jobs {
             let spec = match JobSpec::from_yaml(&record.spec_yaml, &record.id) {
                 Ok(s) => Arc::new(s),
@@ -184,7 +188,9 @@ impl Scheduler {
             for task_id in pending {
                 entry.requeue(task_id, now);
             }
-            if !entry.record.state.is_terminal() && entry.all_ended() {
+            if planning::needs_planning(&entry.record) {
+                to_plan.push(entry.record.id.clone());
+            } else if !entry.record.state.is_terminal() && entry.all_ended() {
                 to_finalize.push(entry.record.id.clone());
             }
             inner.insert(entry);
@@ -194,6 +200,10 @@ impl Scheduler {
         tracing::info!(jobs, "scheduler state recovered from store");
         for id in to_finalize {
             self.clone().spawn_finalize(id).await;
+        }
+        for id in to_plan {
+            // Runs on by itself; its end is not awaited here.
+            drop(self.clone().spawn_planning(id, None));
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! Taking a job in: validate, fingerprint the input, admit, plan and store it -- or, for a
-//! job already known, resume it if its input is unchanged.
+//! Taking a job in: validate, fingerprint the input, admit and store it, then plan it in the
+//! background (`planning.rs`) -- or, for a job already known, resume it if its input is unchanged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,10 +8,10 @@ use synthforge_core::now_ms;
 use synthforge_core::spec::JobSpec;
 
 use super::state::JobEntry;
-use super::{JobView, SchedError, Scheduler};
+use super::{planning, JobView, SchedError, Scheduler};
 use crate::control::store::StoreError;
 use crate::control::{fingerprint, planner};
-use crate::model::{InputObject, JobRecord, JobState, TaskRecord, TaskStats};
+use crate::model::{InputObject, JobRecord, JobState, PlanningProgress, TaskStats};
 
 /// Stable, idempotent job id: same name and spec → same id, so re-submitting resumes.
 pub fn job_id_for(spec: &JobSpec) -> String {
@@ -32,8 +32,17 @@ pub fn job_id_for(spec: &JobSpec) -> String {
     format!("{slug}-{}", &hex::encode(h)[..10])
 }
 
+/// How long Submit waits for planning to end before it answers with the job still in
+/// `planning`: small inputs (most jobs) are answered with their tasks counted, large ones at once.
+const SUBMIT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Scheduler {
-    /// Validates, plans and stores a job. Submitting the same spec again returns the same job.
+    /// Validates and stores a job, and starts planning it in the background (answering once
+    /// planning ended or [`SUBMIT_GRACE`] passed). Errors found without reading the input
+    /// (spec, columns, credentials, listing) come back here; planning's own (an unreadable
+    /// object, too many tasks) fail the job, and come back here too when planning fails within
+    /// the grace. Submitting the same spec again returns the same job (planned again if its
+    /// planning failed).
     pub async fn submit(
         self: &Arc<Self>,
         spec_yaml: &str,
@@ -54,46 +63,74 @@ impl Scheduler {
             .await
             .map_err(planner::PlanError::from)?;
         let existing = self.inner.lock().await.job(&id).map(|e| e.view());
-        if let Some(view) = existing {
-            return Self::resume(view, &input_now);
-        }
+        // A job whose planning failed is planned again: it never ran, and its failure was
+        // Submit's own error before planning moved to the background.
+        let replan = match existing {
+            Some(view) if planning::failed_in_planning(&view.record) => true,
+            Some(view) => return Self::resume(view, &input_now),
+            None => false,
+        };
         self.check_credentials(&spec).await?;
-        let started = std::time::Instant::now();
-        let plan = planner::plan(&spec).await?;
-        spec.check_columns(plan.seed_columns.as_ref(), "job")
+        // Checked now, from the first object's footer or first lines (a cheap read); the
+        // input is cut into tasks in the background.
+        let listed = planner::list(&spec).await?;
+        let seed_columns = planner::seed_columns(&spec, &listed).await?;
+        spec.check_columns(seed_columns.as_ref(), "job")
             .map_err(|e| SchedError::InvalidJob(e.to_string()))?;
-        tracing::info!(job = %id, tasks = plan.tasks.len(), rows = plan.rows, ms = started.elapsed().as_millis() as u64, "planned");
+        let progress = PlanningProgress {
+            objects_total: listed.len() as u64,
+            ..Default::default()
+        };
+        let input_fingerprint = fingerprint::record(input_now);
+        if replan {
+            self.restart_planning(&id, input_fingerprint, progress)
+                .await?;
+        } else if let Some(view) = self
+            .store_new_job(&id, spec, input_fingerprint, progress)
+            .await?
+        {
+            // Created meanwhile by another submit.
+            return Ok(view);
+        }
+        tracing::info!(job = %id, objects = listed.len(), "job stored; planning");
+        let objects = listed.into_iter().map(|(loc, _)| loc).collect();
+        self.clone().answer_after_planning(id, objects).await
+    }
+
+    /// Stores a new job in `planning` and takes it into memory; `Some(view)` when another
+    /// submit created it first (nothing stored here then).
+    async fn store_new_job(
+        &self,
+        id: &str,
+        spec: JobSpec,
+        input_fingerprint: crate::model::InputFingerprint,
+        progress: PlanningProgress,
+    ) -> Result<Option<JobView>, SchedError> {
         let record = JobRecord {
-            id: id.clone(),
+            id: id.to_string(),
             name: spec.name.clone(),
             spec_yaml: spec.to_yaml(),
-            state: JobState::Running,
+            state: JobState::Planning,
             output: spec.output.path.clone(),
-            tasks_total: plan.tasks.len() as u64,
-            rows_total: plan.rows,
+            tasks_total: 0,
+            rows_total: 0,
             created_ms: now_ms(),
             finished_ms: 0,
             error: String::new(),
-            input_fingerprint: fingerprint::record(input_now),
+            input_fingerprint,
             finalize_removed: Default::default(),
+            planning: Some(progress),
         };
-        let tasks: Vec<TaskRecord> = plan
-            .tasks
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| TaskRecord::new(&id, i as u64, s))
-            .collect();
-        if let Some(e) = self.inner.lock().await.job(&id) {
-            return Ok(e.view());
+        if let Some(e) = self.inner.lock().await.job(id) {
+            return Ok(Some(e.view()));
         }
-        // Written without holding the scheduler lock: creating a 1M-task job takes seconds on
-        // etcd, and leasing of other jobs must go on meanwhile. The store refuses a second
-        // creation of the same id, so two racing submits cannot both create it.
-        match self.store.create_job(&record, &tasks).await {
+        // The store refuses a second creation of the same id, so two racing submits cannot
+        // both create it. Its tasks follow as planning proceeds.
+        match self.store.create_job(&record, &[]).await {
             Ok(()) => {}
             Err(StoreError::Conflict(m)) => {
-                return match self.inner.lock().await.job(&id) {
-                    Some(e) => Ok(e.view()),
+                return match self.inner.lock().await.job(id) {
+                    Some(e) => Ok(Some(e.view())),
                     None => Err(SchedError::Busy(format!(
                         "job `{id}` is being created by another submit: {m}"
                     ))),
@@ -102,29 +139,43 @@ impl Scheduler {
             Err(e) => return Err(e.into()),
         }
         let mut inner = self.inner.lock().await;
-        if let Some(e) = inner.job(&id) {
-            return Ok(e.view());
+        if let Some(e) = inner.job(id) {
+            return Ok(Some(e.view()));
         }
-        let entry = JobEntry {
-            pending: tasks.iter().map(|t| t.task_id).collect(),
+        inner.insert(JobEntry {
+            pending: Default::default(),
             delayed: Default::default(),
             record,
             spec: Arc::new(spec),
-            tasks,
+            tasks: Vec::new(),
             stats: TaskStats::default(),
             progress: HashMap::new(),
             ended: 0,
             backend: Default::default(),
             summary: None,
-        };
-        let empty = entry.tasks.is_empty();
-        let view = entry.view();
-        inner.insert(entry);
-        drop(inner);
-        if empty {
-            self.clone().spawn_finalize(id).await;
-        }
+        });
+        Ok(None)
+    }
+
+    /// Plans a stored job in the background and answers once planning ended or
+    /// [`SUBMIT_GRACE`] passed: a small input (most jobs) is answered with its tasks counted,
+    /// and a planning failure within the grace with Submit's error as before; a large input is
+    /// answered in `planning`.
+    async fn answer_after_planning(
+        self: Arc<Self>,
+        id: String,
+        objects: Vec<synthforge_core::storage::Location>,
+    ) -> Result<JobView, SchedError> {
+        let planned = self.clone().spawn_planning(id.clone(), Some(objects));
+        let _ = tokio::time::timeout(SUBMIT_GRACE, planned).await;
         self.changed.notify_waiters();
+        let view = self
+            .job(&id)
+            .await
+            .ok_or_else(|| SchedError::NoJob(id.clone()))?;
+        if planning::failed_in_planning(&view.record) {
+            return Err(SchedError::InvalidJob(view.record.error));
+        }
         Ok(view)
     }
 

@@ -48,7 +48,12 @@ impl Harness {
     /// Submits a job of `tasks` one-row tasks; returns its id.
     async fn submit(&self, name: &str, tasks: u64, lease_s: f64, max_attempts: u32) -> String {
         let yaml = self.job_yaml(name, tasks, lease_s, max_attempts);
-        let view = self.sched.submit(&yaml, None).await.unwrap();
+        let mut view = self.sched.submit(&yaml, None).await.unwrap();
+        // Planned in the background: within Submit's grace, unless the machine is loaded.
+        while view.record.state == JobState::Planning {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            view = self.view(&view.record.id).await;
+        }
         assert_eq!(view.record.tasks_total, tasks);
         view.record.id
     }

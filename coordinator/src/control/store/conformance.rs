@@ -26,6 +26,7 @@ pub(crate) fn job(id: &str, tasks: u64) -> (JobRecord, Vec<TaskRecord>) {
         error: String::new(),
         input_fingerprint: Default::default(),
         finalize_removed: Default::default(),
+        planning: None,
     };
     let ts = (0..tasks)
         .map(|i| {
@@ -66,6 +67,27 @@ pub async fn run_all(store: &dyn TaskStore) {
     transitions_follow_the_machine(store, &format!("{prefix}-f")).await;
     fold::fold_keeps_the_summary_and_drops_the_tasks(store, &format!("{prefix}-g")).await;
     fold::only_finalized_jobs_fold(store, &format!("{prefix}-h")).await;
+    planned_tasks_follow_their_job(store, &format!("{prefix}-i")).await;
+}
+
+/// A planning job is stored without tasks; they follow in batches, and putting a batch again
+/// (planning again after a leader change) leaves one record per task id.
+async fn planned_tasks_follow_their_job(store: &dyn TaskStore, id: &str) {
+    let (mut j, ts) = job(id, 6);
+    assert!(matches!(
+        store.put_planned_tasks(id, &ts[..3]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    j.state = JobState::Planning;
+    store.create_job(&j, &[]).await.unwrap();
+    store.put_planned_tasks(id, &ts[..3]).await.unwrap();
+    store.put_planned_tasks(id, &ts[..3]).await.unwrap();
+    store.put_planned_tasks(id, &ts[3..]).await.unwrap();
+    let snap = store.load_all().await.unwrap();
+    let mut stored: Vec<&TaskRecord> = snap.tasks.iter().filter(|t| t.job_id == id).collect();
+    stored.sort_by_key(|t| t.task_id);
+    assert_eq!(stored, ts.iter().collect::<Vec<_>>());
+    store.claim(id, 4, 1, "w", 10).await.unwrap();
 }
 
 async fn create_and_load(store: &dyn TaskStore, id: &str) {

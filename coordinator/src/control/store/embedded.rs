@@ -323,6 +323,21 @@ impl TaskStore for EmbeddedStore {
         self.durable(seq).await
     }
 
+    async fn put_planned_tasks(
+        &self,
+        job_id: &str,
+        tasks: &[TaskRecord],
+    ) -> Result<(), StoreError> {
+        self.with(|s| {
+            if !s.jobs.contains_key(job_id) {
+                return Err(StoreError::NotFound(format!("job {job_id}")));
+            }
+            apply(s, LogEntry::Tasks(tasks.to_vec()));
+            Ok(((), Some(LogEntry::Tasks(tasks.to_vec()))))
+        })
+        .await
+    }
+
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.with(|s| {
             if !s.jobs.contains_key(&job.id) {

@@ -368,6 +368,35 @@ impl EtcdStore {
             ))),
         }
     }
+
+    /// Puts one batch of a planning job's tasks, only while the job record exists (and, like
+    /// every write, only while this coordinator leads).
+    async fn put_planned_batch(
+        &self,
+        job_key: &str,
+        chunk: &[TaskRecord],
+    ) -> Result<(), StoreError> {
+        let mut ops = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            ops.push(TxnOp::put(
+                self.task_key(&t.job_id, t.task_id),
+                encode(t)?,
+                None,
+            ));
+        }
+        let exists = Compare::create_revision(job_key, CompareOp::Greater, 0);
+        if self.cas(vec![exists], ops).await?.is_some() {
+            return Ok(());
+        }
+        let found = self.kv().get(job_key, None).await.map_err(io)?.count() > 0;
+        if found {
+            Err(StoreError::Conflict(format!(
+                "{job_key}: write fenced off (this coordinator is no longer the leader)"
+            )))
+        } else {
+            Err(StoreError::NotFound(job_key.to_string()))
+        }
+    }
 }
 
 #[async_trait]
@@ -418,6 +447,24 @@ impl TaskStore for EtcdStore {
             Some(_) => Ok(()),
             None => Err(StoreError::Conflict(format!("job {} exists", job.id))),
         }
+    }
+
+    async fn put_planned_tasks(
+        &self,
+        job_id: &str,
+        tasks: &[TaskRecord],
+    ) -> Result<(), StoreError> {
+        let job_key = self.job_key(job_id);
+        let batches = tasks.len().div_ceil(CREATE_BATCH);
+        futures::stream::iter(0..batches)
+            .map(|i| {
+                let end = ((i + 1) * CREATE_BATCH).min(tasks.len());
+                self.put_planned_batch(&job_key, &tasks[i * CREATE_BATCH..end])
+            })
+            .buffer_unordered(CREATE_PARALLEL)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {

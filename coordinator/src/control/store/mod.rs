@@ -74,6 +74,12 @@ pub trait TaskStore: Send + Sync {
     /// Creates a job and all its tasks (pending). Creating an existing job id is a conflict.
     async fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError>;
 
+    /// Writes tasks (pending) of a job whose record exists: a job is stored first, in the
+    /// `planning` state, and its tasks follow in batches as planning proceeds. Keyed by task id,
+    /// so planning again (after a leader change) puts the same keys. `NotFound` without the job.
+    async fn put_planned_tasks(&self, job_id: &str, tasks: &[TaskRecord])
+        -> Result<(), StoreError>;
+
     /// Replaces a job's record (state changes, finish time, error).
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError>;
 

@@ -148,6 +148,14 @@ function jobStateLines(j) {
   const lines = [];
   if (j.record.error) lines.push({ cls: 'error', text: j.record.error });
   if (j.waiting) lines.push({ cls: 'waiting', text: j.waiting });
+  const p = j.record.planning;
+  if (j.record.state === 'planning' && p) {
+    lines.push({
+      cls: 'planning',
+      text: `planning: ${fmtNum(p.objects_planned)} of ${fmtNum(p.objects_total)} input objects, ` +
+        `${fmtNum(p.tasks_written)} tasks, ${fmtNum(p.rows_planned)} rows so far`,
+    });
+  }
   return lines;
 }
 
@@ -172,7 +180,8 @@ function renderJobs(jobs) {
 function jobCard(j) {
   const r = j.record;
   const st = j.stats;
-  const pct = Math.min(100, j.progress * 100);
+  // A planning job has no rows to count yet (the API says 1 for a job of no rows).
+  const pct = r.state === 'planning' ? 0 : Math.min(100, j.progress * 100);
   const msg = state.messages[r.id];
   return el('div', { class: 'job' + (r.id === state.selected ? ' selected' : ''), 'data-job': r.id },
     el('div', { class: 'job-head', onclick: () => select(r.id) },
