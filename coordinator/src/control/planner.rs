@@ -37,8 +37,8 @@ pub async fn plan(job: &JobSpec) -> Result<Plan, PlanError> {
         Some((first, meta)) => input::seed_columns(&job.input, first, meta.size).await?,
         None => None,
     };
-    let objects: Vec<Location> = listed.into_iter().map(|(loc, _)| loc).collect();
-    let planned = input::plan_tasks(&job.input, &objects).await?;
+    let objects: Vec<(Location, u64)> = listed.into_iter().map(|(l, m)| (l, m.size)).collect();
+    let planned = input::plan_tasks_sized(&job.input, &objects).await?;
     Ok(Plan {
         tasks: planned.tasks,
         rows: planned.rows,

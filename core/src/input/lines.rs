@@ -87,18 +87,22 @@ pub(super) async fn plan(
 /// The objects' sizes from the store's metadata (no content is read).
 async fn object_sizes(objects: &[Location]) -> Result<Vec<u64>, SeedError> {
     futures::stream::iter(objects)
-        .map(|loc| async move {
-            loc.store
-                .head(&loc.path)
-                .await
-                .map(|m| m.size)
-                .map_err(|e| SeedError::from(loc.store_error(e)))
-        })
+        .map(object_size)
         .buffered(HEAD_REQUESTS)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect()
+}
+
+/// One object's size (a named function, not a closure: the planning future must stay `Send`
+/// for every lifetime, which a closure returning a borrowing future does not prove).
+async fn object_size(loc: &Location) -> Result<u64, SeedError> {
+    loc.store
+        .head(&loc.path)
+        .await
+        .map(|m| m.size)
+        .map_err(|e| SeedError::from(loc.store_error(e)))
 }
 
 /// Cuts one object of `size` bytes into ranges of `range_bytes`; refuses objects too large for
