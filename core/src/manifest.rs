@@ -41,6 +41,21 @@ pub struct Manifest {
     /// Where every seed row went; see [`Accounting`].
     #[serde(default)]
     pub accounting: Accounting,
+    /// Seed rows read by each completed task whose count planning could not know (JSONL and
+    /// text inputs planned by byte range); `seed_rows` is their total. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_rows: Vec<TaskRows>,
+}
+
+/// The rows one byte-range task of a line input turned out to hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskRows {
+    pub task_id: u64,
+    /// The input object, and the byte range whose starting lines the task read.
+    pub object: String,
+    pub byte_start: u64,
+    pub byte_end: u64,
+    pub rows: u64,
 }
 
 /// A task whose seed rows are missing from the dataset, and why.

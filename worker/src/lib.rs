@@ -11,6 +11,7 @@ pub mod failure_redaction;
 pub mod pipeline;
 pub mod seed_ledger;
 pub mod task;
+pub mod task_rows;
 pub mod tls;
 pub mod worker;
 

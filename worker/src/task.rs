@@ -6,15 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use synthforge_core::backend::{Backend, BackendError, Credentials};
-use synthforge_core::input::{self, SeedItem, TaskSlice};
-use synthforge_core::record::FailureRecord;
+use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::TaskSink;
 use synthforge_core::spec::JobSpec;
-use synthforge_core::stages::pii_detect::Kind;
-use synthforge_core::stages::{self, Outcome, StageContext};
-use synthforge_core::stats::TaskStats;
+use synthforge_core::stages::{self, StageContext};
 use synthforge_core::storage;
 use synthforge_proto as pb;
 use synthforge_proto::convert::required;
@@ -22,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::CoordinatorClient;
 use crate::error::TaskError;
-use crate::failure_redaction::{pii_kinds, redact_failure};
-use crate::seed_ledger::SeedLedger;
+use crate::task_rows::{run_rows, RowsEnd, Stop};
 
 /// Backends are kept per job across its tasks: connection pools, counters and (adaptive)
 /// concurrency limits survive task boundaries. Their API keys come from the operator's
@@ -276,99 +271,32 @@ impl TaskRunner {
             spec.output.batch_rows,
         )?;
 
-        let seeds = input::read_task_rows(&spec.input, &slice).await?;
-        let mut stats = TaskStats {
-            rows_in: seeds.len() as u64,
-            ..TaskStats::default()
+        let stop = Stop {
+            lease_lost,
+            hand_back,
         };
-        // Every seed row must come out somewhere: output, removed or failed.
-        let mut ledger = SeedLedger::default();
-        let pii = pii_kinds(&spec);
-        let mut items = Vec::with_capacity(seeds.len());
-        for s in seeds {
-            match s {
-                SeedItem::Row(r) => {
-                    ledger.expect(r.index);
-                    items.push(stages::seed_item(&ctx, r))
-                }
-                SeedItem::Bad(b) => {
-                    ledger.expect(b.index);
-                    ledger.failed(b.index, "read");
-                    rows_done.fetch_add(1, Ordering::Relaxed);
-                    let failure = FailureRecord {
-                        seed_id: b.id.clone().unwrap_or_else(|| format!("row-{}", b.index)),
-                        row_index: b.index,
-                        source: b.source,
-                        stage: "read".into(),
-                        error: b.error,
-                        input: b.raw,
-                        job_id: lease.job_id.clone(),
-                        task_id: lease.task_id,
-                    };
-                    // Counted as stored: with a pii stage the reason's example is redacted too.
-                    let failure = stored_failure(failure, pii.as_deref());
-                    stats.count_failed(&failure);
-                    sink.push_failure(failure).await?;
-                }
+        let ran = run_rows(&spec, &slice, &ctx, stage_list, &mut sink, rows_done, &stop).await;
+        let stats = match ran {
+            Ok(RowsEnd::Done(stats)) => *stats,
+            Ok(RowsEnd::LeaseLost) => {
+                sink.abort().await;
+                return Ok(TaskEnd::LeaseLost);
             }
-        }
-        let mut stream = crate::pipeline::run_stages(ctx.clone(), items, stage_list);
-        loop {
-            // A lost lease or the end of the shutdown grace stops the task at once, even while
-            // no row finishes (a slow or hung backend request).
-            let next = tokio::select! {
-                biased;
-                () = lease_lost.cancelled() => Err(TaskEnd::LeaseLost),
-                () = hand_back.cancelled() => Err(TaskEnd::Aborted),
-                next = stream.next() => Ok(next),
-            };
-            let o = match next {
-                Ok(Some(o)) => o,
-                Ok(None) => break,
-                Err(end) => {
-                    drop(stream);
-                    sink.abort().await;
-                    return Ok(end);
-                }
-            };
-            // Progress counts seed rows: a row is done at its first outcome.
-            let first = match o {
-                Outcome::Keep(item) => {
-                    stats.count_kept(&item.record, &item.counters);
-                    let first = ledger.output(item.seed.index);
-                    sink.push(item.record).await?;
-                    first
-                }
-                Outcome::Removed { item, reason } => {
-                    stats.count_removed(&item.record, &item.counters, &reason);
-                    ledger.removed(item.seed.index, &reason)
-                }
-                Outcome::Failed(f) => {
-                    let first = ledger.failed(f.row_index, &f.stage);
-                    let f = stored_failure(f, pii.as_deref());
-                    stats.count_failed(&f);
-                    sink.push_failure(f).await?;
-                    first
-                }
-            };
-            if first {
-                rows_done.fetch_add(1, Ordering::Relaxed);
+            Ok(RowsEnd::HandedBack) => {
+                sink.abort().await;
+                return Ok(TaskEnd::Aborted);
             }
-        }
-        drop(stream);
-        if lease_lost.is_cancelled() {
-            sink.abort().await;
-            return Ok(TaskEnd::LeaseLost);
-        }
-        match ledger.outcomes() {
-            Ok(seeds) => stats.seeds = seeds,
-            Err(why) => {
+            Ok(RowsEnd::Unaccounted(why)) => {
                 // A row lost inside the worker: never hand in a silently shorter result.
                 tracing::error!(job = %lease.job_id, task_id = lease.task_id, attempt = lease.attempt, %why, "row accounting failed; failing the attempt");
                 sink.abort().await;
                 return Ok(TaskEnd::Failed(why));
             }
-        }
+            Err(e) => {
+                sink.abort().await;
+                return Err(e);
+            }
+        };
         let files = sink.finish().await?;
         let resp = self
             .client
@@ -394,14 +322,6 @@ impl TaskRunner {
             rows_out: stats.rows_out,
             rows_failed: stats.rows_failed,
         })
-    }
-}
-
-/// A failure row as stored: with a `pii` stage in the job, redacted by its detectors.
-fn stored_failure(f: FailureRecord, pii: Option<&[Kind]>) -> FailureRecord {
-    match pii {
-        Some(kinds) => redact_failure(f, kinds),
-        None => f,
     }
 }
 

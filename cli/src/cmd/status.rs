@@ -93,7 +93,10 @@ pub async fn run(a: StatusArgs) -> anyhow::Result<()> {
     );
     for j in &jobs {
         let st = j.stats.clone().unwrap_or_default();
-        let pct = if j.rows_total == 0 {
+        let pct = if j.rows_total == 0 && j.tasks_total > 0 {
+            // Byte-range line inputs have no planned row count: progress by tasks.
+            100.0 * (j.tasks_done + j.tasks_failed) as f64 / j.tasks_total as f64
+        } else if j.rows_total == 0 {
             100.0
         } else {
             100.0 * st.rows_in as f64 / j.rows_total as f64

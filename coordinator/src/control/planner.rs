@@ -63,10 +63,7 @@ pub async fn seed_columns(
 pub async fn plan(job: &JobSpec) -> Result<Plan, PlanError> {
     let listed = list(job).await?;
     let seed_columns = seed_columns(job, &listed).await?;
-    let mut planner = StepPlanner::new(
-        job.input.clone(),
-        listed.into_iter().map(|(l, _)| l).collect(),
-    );
+    let mut planner = StepPlanner::new(job.input.clone(), listed);
     let mut tasks = Vec::new();
     while let Some(step) = planner.next_step().await? {
         tasks.extend(step);
@@ -83,7 +80,8 @@ pub async fn plan(job: &JobSpec) -> Result<Plan, PlanError> {
 /// job's row limit counts over all steps, and so does the cap on the number of tasks.
 pub struct StepPlanner {
     input: InputSpec,
-    objects: Vec<Location>,
+    /// The listed objects with their sizes (line formats are cut by size alone).
+    objects: Vec<(Location, u64)>,
     /// Objects planned so far (the next step starts here).
     next: usize,
     rows: u64,
@@ -91,7 +89,7 @@ pub struct StepPlanner {
 }
 
 impl StepPlanner {
-    pub fn new(input: InputSpec, objects: Vec<Location>) -> Self {
+    pub fn new(input: InputSpec, objects: Vec<(Location, u64)>) -> Self {
         StepPlanner {
             input,
             objects,
@@ -139,10 +137,16 @@ impl StepPlanner {
         if self.input.limit.is_some() {
             step_input.limit = Some(limit_left);
         }
-        let planned = input::plan_tasks(&step_input, &self.objects[self.next..end]).await?;
+        let planned = input::plan_tasks_sized(&step_input, &self.objects[self.next..end]).await?;
         let mut tasks = planned.tasks;
+        // Row identities continue across steps: Parquet numbers rows, line formats name a
+        // line by its object's ordinal and byte offset.
+        let base = match self.input.format {
+            InputFormat::Jsonl | InputFormat::Text => input::line_identity_base(self.next),
+            _ => self.rows,
+        };
         for t in &mut tasks {
-            t.global_row_start += self.rows;
+            t.global_row_start += base;
         }
         self.tasks += tasks.len() as u64;
         if self.tasks > MAX_PLANNED_TASKS {

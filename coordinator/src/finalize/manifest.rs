@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use synthforge_core::manifest::{Accounting, FailedTask, Manifest, PutOutcome};
+use synthforge_core::manifest::{Accounting, FailedTask, Manifest, PutOutcome, TaskRows};
 use synthforge_core::spec::JobSpec;
 use synthforge_core::stats::SeedOutcomes;
 use synthforge_core::storage::{self, Location};
@@ -59,12 +59,14 @@ pub async fn write_manifest(
         files = out.files;
     }
     let mut m = Manifest::new(&job.id, &job.name, files);
-    m.seed_rows = job.rows_total;
+    // Byte-range line inputs are planned without a row count: their tasks counted the rows.
+    m.seed_rows = job.rows_total.max(stats.rows_in);
     m.prompt_tokens = stats.prompt_tokens;
     m.completion_tokens = stats.completion_tokens;
     m.removed = removed;
     m.pii_redactions = stats.pii_redactions.clone();
     m.failed_tasks = failed_tasks(tasks);
+    m.task_rows = counted_task_rows(tasks);
     m.failure_reasons = crate::finalize::failures::reasons(&root, &m.files).await;
     let failed_task_rows = m.failed_tasks.iter().map(|t| t.rows).sum();
     // Per seed row, as the worker of each completed task counted it (and the coordinator
@@ -141,6 +143,21 @@ fn failed_tasks(tasks: &[TaskRecord]) -> Vec<FailedTask> {
             first_row: t.slice.global_row_start,
             rows: t.slice.row_count,
             error: t.last_error.clone(),
+        })
+        .collect()
+}
+
+/// The rows each completed byte-range task read (their counts were not planned).
+fn counted_task_rows(tasks: &[TaskRecord]) -> Vec<TaskRows> {
+    tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Done && t.slice.planned_rows().is_none())
+        .map(|t| TaskRows {
+            task_id: t.task_id,
+            object: t.slice.object_url.clone(),
+            byte_start: t.slice.byte_start,
+            byte_end: t.slice.byte_end,
+            rows: t.stats.rows_in,
         })
         .collect()
 }

@@ -190,9 +190,18 @@ pub struct WorkerOut {
 }
 
 fn job_out(t: &Telemetry, view: JobView) -> JobOut {
-    let rows_done = (view.stats.rows_in + view.rows_in_flight).min(view.record.rows_total);
     let total = view.record.rows_total;
-    let progress = if total == 0 {
+    // Line inputs planned by byte range have no planned row count: progress counts tasks.
+    let by_tasks = total == 0 && view.record.tasks_total > 0;
+    let rows_done = view.stats.rows_in + view.rows_in_flight;
+    let rows_done = if by_tasks {
+        rows_done
+    } else {
+        rows_done.min(total)
+    };
+    let progress = if by_tasks {
+        (view.tasks_done + view.tasks_failed) as f64 / view.record.tasks_total as f64
+    } else if total == 0 {
         1.0
     } else {
         rows_done as f64 / total as f64
@@ -207,7 +216,7 @@ fn job_out(t: &Telemetry, view: JobView) -> JobOut {
             tokens_per_s: 0.0,
         }
     };
-    let eta_s = (running && rate.rows_per_s > 0.0)
+    let eta_s = (running && rate.rows_per_s > 0.0 && !by_tasks)
         .then(|| total.saturating_sub(rows_done) as f64 / rate.rows_per_s);
     let end_ms = if running || view.record.finished_ms == 0 {
         synthforge_core::now_ms()

@@ -4,40 +4,68 @@
 //! dispatches on the format.
 //!
 //! A task is a slice of one input object: row groups of a Parquet file, a byte range of a
-//! JSONL/text file that holds whole lines, or a range of taxonomy leaves. Rows that cannot be
-//! decoded are returned as [`SeedItem::Bad`] with their position and reason, so the worker can
-//! write them to the failures output instead of losing them or failing the whole task.
+//! JSONL/text file (owning the lines that start in it), or a range of taxonomy leaves. Rows
+//! that cannot be decoded are returned as [`SeedItem::Bad`] with their position and reason, so
+//! the worker can write them to the failures output instead of losing them or failing the
+//! whole task.
+//!
+//! A task's rows are read as a stream of bounded chunks ([`read_task_chunks`]): a Parquet
+//! record batch, or the lines of one block of bytes from the store. A worker's memory then
+//! follows the rows in flight in its pipeline, not the task's size.
 
+pub mod line_range;
 mod lines;
 mod parquet_file;
+mod parquet_read;
+mod read_columns;
 pub mod sniff;
 pub mod taxonomy;
 
 use std::collections::BTreeSet;
 
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
 
 use crate::spec::input::{InputFormat, InputSpec};
 use crate::storage::{self, Location, StorageError};
 
-pub use lines::split_lines;
+pub use lines::{identity_base as line_identity_base, split_lines, ESTIMATED_ROW_BYTES, MAX_OBJECT_BYTES};
 pub use parquet_file::{parquet_columns, parquet_row_groups, ObjectReader};
+pub use read_columns::ReadColumns;
 
 /// Where a task's rows live. Mirrors the wire `TaskInput` so core does not depend on proto.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskSlice {
     pub object_url: String,
     pub format: InputFormat,
-    /// First row inside the object (0-based) and number of rows.
+    /// Parquet and taxonomy: first row inside the object (0-based). Line formats: 0-based
+    /// line number of the range's first line when known (`row_count > 0`, or a range that
+    /// starts the object), for failure positions.
     pub row_start: u64,
+    /// Number of rows. Line formats planned by byte range: 0, the count is known only once
+    /// the task is read (see [`TaskSlice::planned_rows`]).
     pub row_count: u64,
-    /// Line formats: byte range holding exactly these rows; (0, 0) = whole object.
+    /// Line formats: the byte range whose starting lines the task owns; (0, 0) = whole object.
     pub byte_start: u64,
     pub byte_end: u64,
     /// Parquet: row groups holding these rows; `row_start` is then inside the first of them.
     pub row_groups: Vec<u32>,
-    /// First row's index across the whole input: stable row identity for ids.
+    /// Stable row identity: Parquet and taxonomy, the first row's index across the whole
+    /// input; line formats, the object's identity base, to which a line's byte offset is
+    /// added (see the `lines` module).
     pub global_row_start: u64,
+}
+
+impl TaskSlice {
+    /// The task's row count when planning knew it; `None` for a line range, whose rows are
+    /// counted by the worker that reads it.
+    pub fn planned_rows(&self) -> Option<u64> {
+        let counted_by_reader = matches!(self.format, InputFormat::Jsonl | InputFormat::Text)
+            && self.row_count == 0
+            && self.byte_end > self.byte_start;
+        (!counted_by_reader).then_some(self.row_count)
+    }
 }
 
 /// One decoded seed row.
@@ -136,7 +164,8 @@ impl PlanBudget {
     }
 }
 
-/// The tasks of a job's input and its total row count.
+/// The tasks of a job's input and its total row count (0 for line inputs planned by byte
+/// range: their rows are counted as the tasks complete).
 #[derive(Debug, Clone)]
 pub struct InputPlan {
     pub tasks: Vec<TaskSlice>,
@@ -144,13 +173,33 @@ pub struct InputPlan {
 }
 
 /// Plans `objects` (the listed input, in order) into tasks of about `rows_per_task` rows,
-/// honouring `limit`. A taxonomy's leaves are its `qna.yaml` files, which it lists itself.
+/// honouring `limit`. Reads Parquet footers and line objects' sizes, never their rows (except
+/// a line input under a `limit`, scanned up to it). A taxonomy's leaves are its `qna.yaml` files, which it lists itself.
 pub async fn plan_tasks(input: &InputSpec, objects: &[Location]) -> Result<InputPlan, SeedError> {
+    plan_objects(input, objects, None).await
+}
+
+/// [`plan_tasks`] with the objects' sizes from their listing, which byte-range planning then
+/// does not ask the store for again.
+pub async fn plan_tasks_sized(
+    input: &InputSpec,
+    objects: &[(Location, u64)],
+) -> Result<InputPlan, SeedError> {
+    let locations: Vec<Location> = objects.iter().map(|(l, _)| l.clone()).collect();
+    let sizes: Vec<u64> = objects.iter().map(|(_, s)| *s).collect();
+    plan_objects(input, &locations, Some(&sizes)).await
+}
+
+async fn plan_objects(
+    input: &InputSpec,
+    objects: &[Location],
+    sizes: Option<&[u64]>,
+) -> Result<InputPlan, SeedError> {
     let mut budget = PlanBudget::new(input.rows_per_task, input.limit);
     let tasks = match input.format {
         InputFormat::Parquet => parquet_file::plan(objects, &mut budget).await?,
         InputFormat::Jsonl | InputFormat::Text => {
-            lines::plan(objects, input.format, &mut budget).await?
+            lines::plan(objects, sizes, input.format, &mut budget).await?
         }
         InputFormat::Taxonomy => {
             let (tasks, rows) = taxonomy::plan_tasks(input).await?;
@@ -210,7 +259,9 @@ pub async fn seed_columns(
         )),
         InputFormat::Jsonl => {
             let slice = lines::preview_slice(input.format, &object.url, size, COLUMN_SAMPLE_ROWS);
-            let rows = lines::read_lines(input, &slice, object).await?;
+            let rows: Vec<SeedItem> = lines::read_lines(input, &slice, object.clone())
+                .try_concat()
+                .await?;
             let keys: BTreeSet<String> = rows
                 .iter()
                 .filter_map(|r| match r {
@@ -229,17 +280,42 @@ fn short_name(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
 }
 
-/// Reads every row of a task (a task is bounded by `rows_per_task`, so this fits in memory).
+/// A task's rows as a stream of bounded chunks, in input order; an error ends it.
+pub type SeedChunks = BoxStream<'static, Result<Vec<SeedItem>, SeedError>>;
+
+/// Streams the rows of a task in chunks (a Parquet record batch, the lines of one block of
+/// bytes): the caller holds only the chunks it has not consumed yet.
+pub fn read_task_chunks(input: &InputSpec, slice: &TaskSlice) -> SeedChunks {
+    read_task_columns(input, slice, &ReadColumns::default())
+}
+
+/// [`read_task_chunks`], decoding only `columns` where the format allows it.
+pub fn read_task_columns(
+    input: &InputSpec,
+    slice: &TaskSlice,
+    columns: &ReadColumns,
+) -> SeedChunks {
+    let loc = match storage::open(&slice.object_url) {
+        Ok(loc) => loc,
+        Err(e) => return futures::stream::once(async move { Err(e.into()) }).boxed(),
+    };
+    match slice.format {
+        InputFormat::Parquet => parquet_read::read_parquet(input, slice, loc, columns),
+        InputFormat::Jsonl | InputFormat::Text => lines::read_lines(input, slice, loc),
+        InputFormat::Taxonomy => {
+            let slice = slice.clone();
+            futures::stream::once(async move { taxonomy::read_rows(&slice).await }).boxed()
+        }
+    }
+}
+
+/// Reads every row of a task at once: for previews and tests, whose slices are small. Workers
+/// stream with [`read_task_chunks`].
 pub async fn read_task_rows(
     input: &InputSpec,
     slice: &TaskSlice,
 ) -> Result<Vec<SeedItem>, SeedError> {
-    let loc = storage::open(&slice.object_url)?;
-    match slice.format {
-        InputFormat::Parquet => parquet_file::read_parquet(input, slice, &loc).await,
-        InputFormat::Jsonl | InputFormat::Text => lines::read_lines(input, slice, &loc).await,
-        InputFormat::Taxonomy => taxonomy::read_rows(slice).await,
-    }
+    read_task_chunks(input, slice).try_concat().await
 }
 
 fn row_id(input: &InputSpec, columns: &Map<String, Value>, index: u64) -> String {

@@ -1,29 +1,22 @@
 //! Parquet input: tasks follow row groups, planned from footers alone.
 //!
 //! Planning reads only each object's footer (row counts per row group) and cuts tasks along
-//! row-group boundaries; a large row group is cut into offset ranges inside it. Reading fetches
-//! just the task's row groups and turns each cell into JSON.
+//! row-group boundaries; a large row group is cut into offset ranges inside it. Reading (in
+//! `parquet_read`) fetches just the task's rows of the columns the job reads.
 
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch};
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
-use serde_json::{Map, Value};
 
-use super::{
-    row_id, short_name, BadRow, PlanBudget, SeedError, SeedItem, SeedRow, TaskSlice,
-    MAX_PLANNED_TASKS,
-};
-use crate::spec::input::{InputFormat, InputSpec};
+use super::{PlanBudget, SeedError, TaskSlice, MAX_PLANNED_TASKS};
+use crate::spec::input::InputFormat;
 use crate::storage::Location;
 
 /// Footers fetched at once while planning (a corpus has thousands of files).
@@ -145,7 +138,7 @@ pub(super) fn preview_slice(object_url: &str, rows: u64) -> TaskSlice {
 }
 
 /// A reader error: I/O underneath (worth another try) or a file that is not valid Parquet.
-fn parquet_error(url: &str, e: ParquetError) -> SeedError {
+pub(super) fn parquet_error(url: &str, e: ParquetError) -> SeedError {
     let url = url.to_string();
     match e {
         ParquetError::External(source) => SeedError::ParquetIo {
@@ -157,148 +150,6 @@ fn parquet_error(url: &str, e: ParquetError) -> SeedError {
             message: other.to_string(),
         },
     }
-}
-
-pub(super) async fn read_parquet(
-    input: &InputSpec,
-    slice: &TaskSlice,
-    loc: &Location,
-) -> Result<Vec<SeedItem>, SeedError> {
-    let perr = |e: ParquetError| parquet_error(&slice.object_url, e);
-    let reader = ObjectReader::new(loc.store.clone(), loc.path.clone());
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(perr)?;
-    let meta = builder.metadata().clone();
-    let first_rg_start: u64 = slice
-        .row_groups
-        .first()
-        .map(|&rg| {
-            (0..rg as usize)
-                .map(|i| meta.row_group(i).num_rows() as u64)
-                .sum()
-        })
-        .unwrap_or(0);
-    let offset = slice.row_start.saturating_sub(first_rg_start) as usize;
-    let stream = builder
-        .with_row_groups(slice.row_groups.iter().map(|&r| r as usize).collect())
-        .with_offset(offset)
-        .with_limit(slice.row_count as usize)
-        .with_batch_size(1024)
-        .build()
-        .map_err(perr)?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(perr)?;
-    let name = short_name(&slice.object_url);
-    let mut items = Vec::with_capacity(slice.row_count as usize);
-    let mut row_in_object = slice.row_start;
-    for batch in &batches {
-        let schema = batch.schema();
-        for r in 0..batch.num_rows() {
-            let index = slice.global_row_start + (row_in_object - slice.row_start);
-            let source = format!("{name} row {row_in_object}");
-            row_in_object += 1;
-            let mut columns = Map::new();
-            let mut error = None;
-            for (c, field) in schema.fields().iter().enumerate() {
-                match arrow_value(batch.column(c).as_ref(), r) {
-                    Ok(v) => {
-                        columns.insert(field.name().clone(), v);
-                    }
-                    Err(e) => {
-                        error = Some(format!("{source}: column `{}`: {e}", field.name()));
-                        break;
-                    }
-                }
-            }
-            if let Some(error) = error {
-                items.push(SeedItem::Bad(BadRow {
-                    index,
-                    id: None,
-                    source,
-                    error,
-                    raw: String::new(),
-                }));
-                continue;
-            }
-            let id = row_id(input, &columns, index);
-            items.push(SeedItem::Row(SeedRow {
-                index,
-                id,
-                columns,
-                source,
-            }));
-        }
-    }
-    Ok(items)
-}
-
-/// One cell as JSON. Common scalar types map directly; anything else is rendered as text.
-fn arrow_value(array: &dyn Array, row: usize) -> Result<Value, String> {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::*;
-    if array.is_null(row) {
-        return Ok(Value::Null);
-    }
-    Ok(match array.data_type() {
-        DataType::Utf8 => Value::String(array.as_string::<i32>().value(row).to_string()),
-        DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(row).to_string()),
-        DataType::Utf8View => Value::String(array.as_string_view().value(row).to_string()),
-        DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
-        DataType::Int8 => array.as_primitive::<Int8Type>().value(row).into(),
-        DataType::Int16 => array.as_primitive::<Int16Type>().value(row).into(),
-        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).into(),
-        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).into(),
-        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(row).into(),
-        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).into(),
-        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).into(),
-        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).into(),
-        DataType::Float32 => {
-            serde_json::Number::from_f64(array.as_primitive::<Float32Type>().value(row) as f64)
-                .map(Value::Number)
-                .unwrap_or(Value::Null)
-        }
-        DataType::Float64 => {
-            serde_json::Number::from_f64(array.as_primitive::<Float64Type>().value(row))
-                .map(Value::Number)
-                .unwrap_or(Value::Null)
-        }
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-            let bytes: &[u8] = match array.data_type() {
-                DataType::Binary => array.as_binary::<i32>().value(row),
-                DataType::LargeBinary => array.as_binary::<i64>().value(row),
-                _ => array.as_binary_view().value(row),
-            };
-            Value::String(
-                std::str::from_utf8(bytes)
-                    .map_err(|e| format!("binary value is not UTF-8 text: {e}"))?
-                    .to_string(),
-            )
-        }
-        DataType::List(_) | DataType::LargeList(_) => {
-            let list = match array.data_type() {
-                DataType::List(_) => array.as_list::<i32>().value(row),
-                _ => array.as_list::<i64>().value(row),
-            };
-            let mut out = Vec::with_capacity(list.len());
-            for i in 0..list.len() {
-                out.push(arrow_value(list.as_ref(), i)?);
-            }
-            Value::Array(out)
-        }
-        DataType::Struct(fields) => {
-            let s = array.as_struct();
-            let mut m = Map::new();
-            for (i, f) in fields.iter().enumerate() {
-                m.insert(f.name().clone(), arrow_value(s.column(i).as_ref(), row)?);
-            }
-            Value::Object(m)
-        }
-        _ => {
-            let fmt = arrow_cast::display::ArrayFormatter::try_new(array, &Default::default())
-                .map_err(|e| e.to_string())?;
-            Value::String(fmt.value(row).to_string())
-        }
-    })
 }
 
 /// `AsyncFileReader` over object_store (parquet 60 asks callers to implement it themselves).

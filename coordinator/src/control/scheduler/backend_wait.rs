@@ -275,7 +275,7 @@ mod tests {
         )
         .unwrap();
         let yaml = format!(
-            "name: wait\nseed: 1\ninput:\n  path: '{}'\n  format: jsonl\n  rows_per_task: 1\n\
+            "name: wait\nseed: 1\ninput:\n  path: '{}'\n  format: jsonl\n  rows_per_task: 1\n  limit: 1000000\n\
              pipeline:\n  - stage: generate\n    backend: b\n    template: '{{{{ text }}}}'\n\
              backends:\n  b:\n    url: http://127.0.0.1:9/v1\n    model: m\n\
              output:\n  path: '{}'\nscheduling:\n  lease_s: 600\n  max_attempts: 2\n",

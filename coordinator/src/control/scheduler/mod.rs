@@ -346,7 +346,7 @@ impl Scheduler {
         if entry.record.state != JobState::Running {
             return Ok(Err(format!("job is {}", entry.record.state.as_str())));
         }
-        if let Some(why) = outcome::completion_mismatch(t.slice.row_count, &stats) {
+        if let Some(why) = outcome::completion_mismatch(t.slice.planned_rows(), &stats) {
             // Never a silently shorter dataset: the attempt fails (retried) and says why.
             tracing::error!(job = job_id, task_id, attempt, worker, %why, "completion refused");
             drop(inner);

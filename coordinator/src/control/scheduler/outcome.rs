@@ -29,6 +29,9 @@ pub(super) fn judge(
         .filter(|t| t.state == TaskState::Failed)
         .collect();
     let failed_task_rows: u64 = failed.iter().map(|t| t.slice.row_count).sum();
+    // Line inputs planned by byte range have no planned count: their rows are those the
+    // completed tasks read (a failed range task's rows stay unknown; it fails the job anyway).
+    let seed_rows = seed_rows.max(stats.rows_in + failed_task_rows);
     let failed_rows = stats.seed_rows_failed() + failed_task_rows;
     let fraction = if seed_rows == 0 {
         0.0
@@ -88,9 +91,10 @@ pub(super) fn judge(
 /// up: the worker read exactly the rows the planner gave the task (a truncated or replaced input
 /// object, or a reader bug, would otherwise make a silently shorter dataset), and every one of
 /// them is output, removed or failed. The caller fails the attempt instead (retried).
-pub(super) fn completion_mismatch(planned_rows: u64, stats: &TaskStats) -> Option<String> {
+/// `planned_rows` is `None` for a byte-range task: the worker's count is the task's count.
+pub(super) fn completion_mismatch(planned_rows: Option<u64>, stats: &TaskStats) -> Option<String> {
     let s = &stats.seeds;
-    if stats.rows_in != planned_rows {
+    if let Some(planned_rows) = planned_rows.filter(|n| stats.rows_in != *n) {
         return Some(format!(
             "completion refused: the task covers {planned_rows} seed row(s) but the worker read {}",
             stats.rows_in
@@ -169,18 +173,40 @@ mod tests {
         s.seeds.output = 7;
         s.seeds.removed.insert("judge".into(), 2);
         s.seeds.failed.insert("generate".into(), 1);
-        assert_eq!(completion_mismatch(10, &s), None);
-        let short = completion_mismatch(12, &s).expect("two rows were never read");
+        assert_eq!(completion_mismatch(Some(10), &s), None);
+        assert_eq!(
+            completion_mismatch(None, &s),
+            None,
+            "a byte range takes the read count"
+        );
+        let short = completion_mismatch(Some(12), &s).expect("two rows were never read");
         assert!(
             short.contains("covers 12 seed row(s) but the worker read 10"),
             "{short}"
         );
         s.seeds.output = 6;
-        let lost = completion_mismatch(10, &s).expect("a row went nowhere");
+        let lost = completion_mismatch(Some(10), &s).expect("a row went nowhere");
+        assert!(
+            completion_mismatch(None, &s).is_some(),
+            "the rows read must add up"
+        );
         assert!(
             lost.contains("10 seed row(s) in, but 6 output + 2 removed + 1 failed = 9"),
             "{lost}"
         );
+    }
+
+    #[test]
+    fn a_byte_range_job_is_judged_against_the_rows_its_tasks_read() {
+        // Planned by byte range: no planned row count (0), 1,000 rows read, 20 failed.
+        let tasks = vec![task(0, 0, TaskState::Done, "")];
+        let mut s = stats(20);
+        s.rows_in = 1000;
+        s.seeds.output = 980;
+        s.seeds.failed.insert("generate".into(), 20);
+        let (state, error) = judge(0, &SchedulingSpec::default(), &tasks, &s, &BTreeMap::new());
+        assert_eq!(state, JobState::Failed);
+        assert!(error.contains("20 of 1000 seed rows failed"), "{error}");
     }
 
     #[test]

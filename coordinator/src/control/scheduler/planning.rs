@@ -81,7 +81,7 @@ impl Scheduler {
     pub(super) fn spawn_planning(
         self: Arc<Self>,
         job_id: String,
-        objects: Option<Vec<Location>>,
+        objects: Option<Vec<(Location, u64)>>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let Some(_run) = self.planning_runs.start(&job_id) else {
@@ -103,7 +103,7 @@ impl Scheduler {
     async fn plan_job(
         self: &Arc<Self>,
         job_id: &str,
-        objects: Option<Vec<Location>>,
+        objects: Option<Vec<(Location, u64)>>,
     ) -> Result<(), Halt> {
         let (spec, submitted) = {
             let mut inner = self.inner.lock().await;
@@ -134,8 +134,7 @@ impl Scheduler {
                         changes.join("; ")
                     )));
                 }
-                let listed = planner::list(&spec).await.map_err(failed)?;
-                listed.into_iter().map(|(loc, _)| loc).collect()
+                planner::list(&spec).await.map_err(failed)?
             }
         };
         let started = Instant::now();

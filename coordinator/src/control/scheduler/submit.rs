@@ -93,8 +93,7 @@ impl Scheduler {
             return Ok(view);
         }
         tracing::info!(job = %id, objects = listed.len(), "job stored; planning");
-        let objects = listed.into_iter().map(|(loc, _)| loc).collect();
-        self.clone().answer_after_planning(id, objects).await
+        self.clone().answer_after_planning(id, listed).await
     }
 
     /// Stores a new job in `planning` and takes it into memory; `Some(view)` when another
@@ -164,7 +163,7 @@ impl Scheduler {
     async fn answer_after_planning(
         self: Arc<Self>,
         id: String,
-        objects: Vec<synthforge_core::storage::Location>,
+        objects: Vec<(synthforge_core::storage::Location, u64)>,
     ) -> Result<JobView, SchedError> {
         let planned = self.clone().spawn_planning(id.clone(), Some(objects));
         let _ = tokio::time::timeout(SUBMIT_GRACE, planned).await;

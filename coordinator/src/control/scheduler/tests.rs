@@ -72,6 +72,7 @@ input:
   path: '{seed}'
   format: jsonl
   rows_per_task: 1
+  limit: 1000000
 pipeline:
   - stage: generate
     backend: b
