@@ -148,6 +148,10 @@ function jobStateLines(j) {
   const lines = [];
   if (j.record.error) lines.push({ cls: 'error', text: j.record.error });
   if (j.waiting) lines.push({ cls: 'waiting', text: j.waiting });
+  if (j.dedup_phase && !TERMINAL.includes(j.record.state)) {
+    const p = j.dedup_phase;
+    lines.push({ cls: 'phase', text: `dedup phase: ${p.done}/${p.total} bucket tasks done` });
+  }
   return lines;
 }
 
