@@ -117,6 +117,9 @@ impl<S: TaskStore> TaskStore for Timed<S> {
     async fn create_job(&self, job: &JobRecord, tasks: &[TaskRecord]) -> Result<(), StoreError> {
         self.inner.create_job(job, tasks).await
     }
+    async fn add_tasks(&self, job_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        self.time(self.inner.add_tasks(job_id, tasks)).await
+    }
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.time(self.inner.update_job(job)).await
     }

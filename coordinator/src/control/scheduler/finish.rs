@@ -389,9 +389,9 @@ mod tests {
         let snapshot = store.load_all().await.unwrap();
         let partial = Arc::new(EmbeddedStore::in_memory());
         let record = snapshot.jobs[0].clone();
-        let (gen, phase): (Vec<_>, Vec<_>) =
+        let (generation, phase): (Vec<_>, Vec<_>) =
             snapshot.tasks.into_iter().partition(|t| !t.is_dedup());
-        partial.create_job(&record, &gen).await.unwrap();
+        partial.create_job(&record, &generation).await.unwrap();
         partial.add_tasks(&job, &phase[..4]).await.unwrap();
         // Adding the same tasks again changes nothing (stored ones are left as they are).
         partial.add_tasks(&job, &phase[..4]).await.unwrap();
