@@ -234,7 +234,7 @@ pub fn encode_sketch(sketch: &[u16]) -> String {
 
 /// Inverse of [`encode_sketch`]; `None` when the text is not a whole number of 4-hex-digit slots.
 pub fn decode_sketch(text: &str) -> Option<Vec<u16>> {
-    if text.len() % 4 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(4) || !text.is_ascii() {
         return None;
     }
     (0..text.len() / 4)
