@@ -120,6 +120,9 @@ impl<S: TaskStore> TaskStore for Timed<S> {
     async fn put_planned_tasks(&self, j: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
         self.inner.put_planned_tasks(j, tasks).await
     }
+    async fn add_tasks(&self, job_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        self.time(self.inner.add_tasks(job_id, tasks)).await
+    }
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.time(self.inner.update_job(job)).await
     }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use synthforge_core::dedup_phase::DedupWork;
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 /// Task accounting lives in core (the worker accumulates it, the coordinator sums it); kept
@@ -165,6 +166,11 @@ pub struct TaskRecord {
     /// Files of the accepted completion (only the current attempt's).
     pub files: Vec<WrittenFile>,
     pub stats: TaskStats,
+    /// The task's kind: `None` for a generation task (its slice holds its seed rows), the
+    /// bucket partition for a task of the job's dedup phase (docs/dedup.md). Records stored
+    /// before the dedup phase existed read as generation tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DedupWork>,
 }
 
 impl TaskRecord {
@@ -181,6 +187,12 @@ impl TaskRecord {
             not_before_ms: 0,
             files: Vec::new(),
             stats: TaskStats::default(),
+            dedup: None,
         }
+    }
+
+    /// Whether this is a task of the dedup phase (planned after generation).
+    pub fn is_dedup(&self) -> bool {
+        self.dedup.is_some()
     }
 }

@@ -3,6 +3,7 @@
 //! object-store output.
 
 pub mod backend;
+pub mod dedup_phase;
 pub mod input;
 pub mod manifest;
 pub mod minhash;

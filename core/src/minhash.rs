@@ -169,7 +169,11 @@ impl MinHasher {
     /// One hash per band: texts sharing any band hash are near-duplicate candidates. The band
     /// index is mixed in so equal rows in different bands never collide.
     pub fn band_hashes(&self, text: &str) -> Vec<u64> {
-        let sig = self.signature(text);
+        self.bands_of(&self.signature(text))
+    }
+
+    /// The band hashes of a signature computed before (see [`MinHasher::band_hashes`]).
+    pub fn bands_of(&self, sig: &[u64]) -> Vec<u64> {
         sig.chunks(self.config.rows)
             .enumerate()
             .map(|(band, rows)| {
@@ -206,6 +210,45 @@ pub fn decode_bands(text: &str) -> Option<Vec<u64>> {
             }
         })
         .collect()
+}
+
+/// Bits kept per signature slot in the stored sketch (b-bit MinHash, Li & König 2010).
+pub const SKETCH_BITS: u32 = 16;
+
+/// The signature cut to its low [`SKETCH_BITS`] bits per slot: what the data parts carry so a
+/// dedup bucket task can confirm a candidate pair without the text. Two slots that differ
+/// agree by chance with probability 2^-16, which moves an estimated Jaccard by less than
+/// 0.0001, far below the estimate's own sampling error (about 0.04 with 112 slots).
+pub fn sketch(signature: &[u64]) -> Vec<u16> {
+    signature.iter().map(|v| (*v & 0xffff) as u16).collect()
+}
+
+/// A sketch as text for a string column: 4 hex digits per slot, no separator.
+pub fn encode_sketch(sketch: &[u16]) -> String {
+    let mut out = String::with_capacity(sketch.len() * 4);
+    for v in sketch {
+        out.push_str(&format!("{v:04x}"));
+    }
+    out
+}
+
+/// Inverse of [`encode_sketch`]; `None` when the text is not a whole number of 4-hex-digit slots.
+pub fn decode_sketch(text: &str) -> Option<Vec<u16>> {
+    if !text.len().is_multiple_of(4) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len() / 4)
+        .map(|i| u16::from_str_radix(&text[i * 4..i * 4 + 4], 16).ok())
+        .collect()
+}
+
+/// Estimated Jaccard similarity of two sketches (share of equal slots); 0 when their lengths
+/// differ (different LSH shapes are never compared).
+pub fn sketch_jaccard(a: &[u16], b: &[u16]) -> f64 {
+    if a.is_empty() || a.len() != b.len() {
+        return 0.0;
+    }
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
 }
 
 /// Estimated Jaccard similarity of two signatures (share of equal slots).
@@ -258,6 +301,27 @@ mod tests {
         assert_eq!(bb.len(), 14);
         assert!(bb.iter().zip(&bn).any(|(x, y)| x == y));
         assert!(!bb.iter().zip(&bo).any(|(x, y)| x == y));
+    }
+
+    #[test]
+    fn sketches_round_trip_and_estimate_like_full_signatures() {
+        let h = MinHasher::new(MinHashConfig::default());
+        let base = words(200, "a");
+        let mut near: Vec<&str> = base.split(' ').collect();
+        near[50] = "changed";
+        let near = near.join(" ");
+        let (sb, sn) = (h.signature(&base), h.signature(&near));
+        let (kb, kn) = (sketch(&sb), sketch(&sn));
+        assert_eq!(kb.len(), 112);
+        assert_eq!(decode_sketch(&encode_sketch(&kb)).unwrap(), kb);
+        assert_eq!(encode_sketch(&kb).len(), 448);
+        let full = estimated_jaccard(&sb, &sn);
+        let cut = sketch_jaccard(&kb, &kn);
+        // Truncation can only add chance agreements, and at 16 bits almost never does.
+        assert!(cut >= full && cut - full < 0.02, "{full} vs {cut}");
+        assert!(decode_sketch("abc").is_none());
+        assert!(decode_sketch("zzzz").is_none());
+        assert_eq!(sketch_jaccard(&kb, &kb[..10]), 0.0);
     }
 
     #[test]

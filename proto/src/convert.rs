@@ -6,6 +6,7 @@
 //! coordinator's `serve::convert`.
 
 use synthforge_core::backend::{BackendSnapshot, EndpointSnapshot};
+use synthforge_core::dedup_phase::{DedupKind, DedupWork};
 use synthforge_core::input::TaskSlice;
 use synthforge_core::sink::WrittenFile;
 use synthforge_core::spec::InputFormat;
@@ -25,6 +26,49 @@ pub enum WireError {
 /// Unwraps an optional sub-message, naming it when absent.
 pub fn required<T>(value: Option<T>, field: &'static str) -> Result<T, WireError> {
     value.ok_or(WireError::Missing { field })
+}
+
+impl From<&DedupWork> for pb::DedupWork {
+    fn from(w: &DedupWork) -> Self {
+        let (kind, band) = match w.kind {
+            DedupKind::Exact => ("exact", 0),
+            DedupKind::Band(b) => ("band", b),
+        };
+        pb::DedupWork {
+            kind: kind.to_string(),
+            band,
+            range: w.range,
+            ranges: w.ranges,
+        }
+    }
+}
+
+impl TryFrom<&pb::DedupWork> for DedupWork {
+    type Error = WireError;
+
+    fn try_from(p: &pb::DedupWork) -> Result<Self, WireError> {
+        let kind = match p.kind.as_str() {
+            "exact" => DedupKind::Exact,
+            "band" => DedupKind::Band(p.band),
+            other => {
+                return Err(WireError::Invalid {
+                    field: "DedupWork.kind",
+                    reason: format!("unknown dedup task kind `{other}`"),
+                })
+            }
+        };
+        if p.ranges == 0 || p.range >= p.ranges {
+            return Err(WireError::Invalid {
+                field: "DedupWork.range",
+                reason: format!("range {} of {}", p.range, p.ranges),
+            });
+        }
+        Ok(DedupWork {
+            kind,
+            range: p.range,
+            ranges: p.ranges,
+        })
+    }
 }
 
 impl From<&TaskSlice> for pb::TaskInput {
@@ -240,6 +284,28 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn dedup_work_round_trips_and_bad_ranges_are_refused() {
+        for kind in [DedupKind::Exact, DedupKind::Band(13)] {
+            let w = DedupWork {
+                kind,
+                range: 2,
+                ranges: 3,
+            };
+            assert_eq!(DedupWork::try_from(&pb::DedupWork::from(&w)).unwrap(), w);
+        }
+        let mut wire = pb::DedupWork::from(&DedupWork {
+            kind: DedupKind::Exact,
+            range: 0,
+            ranges: 1,
+        });
+        wire.range = 1;
+        assert!(DedupWork::try_from(&wire).is_err());
+        wire.range = 0;
+        wire.kind = "fuzzy".into();
+        assert!(DedupWork::try_from(&wire).is_err());
+    }
 
     fn slice() -> TaskSlice {
         TaskSlice {

@@ -6,6 +6,7 @@
 //! Messages are the underlying errors' own: they end up in the task's `last_error`.
 
 use synthforge_core::backend::BackendError;
+use synthforge_core::dedup_phase::fingerprints::FingerprintError;
 use synthforge_core::input::SeedError;
 use synthforge_core::sink::SinkError;
 use synthforge_core::spec::SpecError;
@@ -41,6 +42,9 @@ pub enum TaskError {
     /// The coordinator did not take the completion.
     #[error(transparent)]
     Coordinator(#[from] ClientError),
+    /// A dedup phase task could not read its fingerprints or write its edges.
+    #[error(transparent)]
+    Dedup(#[from] FingerprintError),
 }
 
 impl TaskError {
@@ -55,6 +59,7 @@ impl TaskError {
             TaskError::Sink(SinkError::Write { .. }) => true,
             TaskError::Sink(SinkError::Compression(_)) => false,
             TaskError::Coordinator(_) => true,
+            TaskError::Dedup(e) => e.retryable(),
         }
     }
 

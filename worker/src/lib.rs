@@ -6,6 +6,7 @@
 //! leasing, let running tasks finish within the grace, hand back the rest).
 
 pub mod client;
+mod dedup_task;
 pub mod error;
 pub mod failure_redaction;
 pub mod pipeline;

@@ -239,6 +239,12 @@ impl TaskRunner {
         rows_done: &AtomicU64,
     ) -> Result<TaskEnd, TaskError> {
         let spec = Arc::new(JobSpec::from_yaml(&lease.job_spec_yaml, &lease.job_id)?);
+        if let Some(work) = &lease.dedup {
+            let work = synthforge_core::dedup_phase::DedupWork::try_from(work)?;
+            return self
+                .execute_dedup(lease, &spec, work, lease_lost, hand_back)
+                .await;
+        }
         let slice = TaskSlice::try_from(required(lease.input.as_ref(), "TaskLease.input")?)?;
         let backends = self.backends.get(&lease.job_id, &spec).await?;
         if lease.fleet_workers > 0 {

@@ -42,7 +42,12 @@ pub async fn write_manifest(
     leader: &LeaderCheck,
 ) -> Result<Manifest, String> {
     let root = storage::open(&spec.output.path).map_err(|e| e.to_string())?;
-    let mut files: Vec<_> = tasks.iter().flat_map(|t| t.files.iter().cloned()).collect();
+    // The dataset is the generation tasks' files; dedup phase tasks only wrote edges.
+    let mut files: Vec<_> = tasks
+        .iter()
+        .filter(|t| !t.is_dedup())
+        .flat_map(|t| t.files.iter().cloned())
+        .collect();
     let mut stats = TaskStats::default();
     for t in tasks {
         stats.add(&t.stats);
@@ -50,10 +55,10 @@ pub async fn write_manifest(
     let mut removed = stats.removed.clone();
     if let Some(dp) = crate::finalize::dedup::job_params(spec).map_err(|e| e.to_string())? {
         leader().await?;
-        let out = crate::finalize::dedup::run(&root, spec, &dp, files)
+        let out = crate::finalize::dedup::run(&root, spec, tasks, files)
             .await
             .map_err(|e| e.to_string())?;
-        tracing::info!(job = %job.id, exact = out.exact, near = out.near, rewritten = out.replaced.len(), "whole-job dedup done");
+        tracing::info!(job = %job.id, exact = out.exact, near = out.near, rewritten = out.replaced.len(), clustered = out.clustered, near_threshold = dp.threshold, "whole-job dedup done");
         *removed.entry("dedup_exact".into()).or_default() += out.exact;
         *removed.entry("dedup_near".into()).or_default() += out.near;
         files = out.files;
@@ -125,6 +130,7 @@ pub async fn write_manifest(
     }
     leader().await?;
     remove_unlisted(&root, &job.id, &m).await;
+    crate::finalize::dedup::remove_phase_files(&root, &job.id).await;
     leader().await?;
     crate::finalize::card::write(&root, job, spec, &m, &stats)
         .await

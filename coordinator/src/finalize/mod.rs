@@ -3,5 +3,6 @@
 
 pub mod card;
 pub mod dedup;
+pub mod dedup_plan;
 pub mod failures;
 pub mod manifest;

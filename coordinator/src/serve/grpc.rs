@@ -85,6 +85,7 @@ impl pb::worker_service_server::WorkerService for WorkerApi {
                 job_spec_yaml: l.spec_yaml,
                 input: Some(pb::TaskInput::from(&l.slice)),
                 fleet_workers,
+                dedup: l.dedup.as_ref().map(pb::DedupWork::from),
             }),
             shutdown,
             retry_after_ms: 200,

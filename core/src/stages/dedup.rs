@@ -1,11 +1,13 @@
-//! `dedup` (worker half): fingerprints every record so the coordinator can deduplicate the
-//! whole job after generation.
+//! `dedup` (generation half): fingerprints every record so the job's dedup phase can
+//! deduplicate the whole job after generation (docs/dedup.md).
 //!
-//! Comparing records needs the whole job, which no worker sees; hashing them needs only the
-//! record, and that CPU work belongs with the workers. This stage therefore keeps every item
-//! and fills two columns: [`HASH_COLUMN`] (exact hash of the normalized text) and
-//! [`BANDS_COLUMN`] (MinHash LSH band hashes). The coordinator's finalizer reads just those
-//! columns from all data files and removes duplicates (`dedup_exact`, `dedup_near`).
+//! Comparing records needs the whole job, which no generation task sees; hashing them needs
+//! only the record. This stage therefore keeps every item and fills three columns:
+//! [`HASH_COLUMN`] (exact hash of the normalized text), [`BANDS_COLUMN`] (MinHash LSH band
+//! hashes) and [`SIGNATURE_COLUMN`] (the MinHash signature cut to 16 bits a slot, which bucket
+//! tasks use to confirm a band collision with the estimated Jaccard). The dedup phase's tasks
+//! read just those columns (`crate::dedup_phase`) and remove duplicates (`dedup_exact`,
+//! `dedup_near`).
 
 use std::sync::Arc;
 
@@ -15,12 +17,20 @@ use serde_json::Value;
 
 use super::config::{CheckScope, ConfigError, StageColumns, StageConfig};
 use super::{Item, Outcome, Stage, StageContext, StageError};
-use crate::minhash::{encode_bands, exact_hash, MinHashConfig, MinHasher};
+use crate::minhash::{encode_bands, encode_sketch, exact_hash, sketch, MinHashConfig, MinHasher};
 
 /// Exact-duplicate key column (32 hex digits).
 pub const HASH_COLUMN: &str = "dedup_hash";
 /// MinHash band hashes column (`bands` × 16 hex digits, comma-separated).
 pub const BANDS_COLUMN: &str = "dedup_bands";
+/// MinHash signature sketch column (`bands × rows` slots × 4 hex digits; empty without `near`).
+pub const SIGNATURE_COLUMN: &str = "dedup_signature";
+
+/// Default estimated Jaccard a band collision must reach to count as a near duplicate.
+pub const DEFAULT_THRESHOLD: f64 = 0.7;
+/// Default records per hash range of a dedup bucket task: bounds a task's memory (a few
+/// hundred bytes a record) whatever the job's size.
+pub const DEFAULT_PARTITION_ROWS: u64 = 500_000;
 
 /// `dedup` settings, as written in the job file (`columns`, `shingle`, `bands`, `rows`, `near`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +52,13 @@ pub struct DedupConfig {
     /// Whether near-duplicate removal runs (default true; exact removal always does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub near: Option<bool>,
+    /// Estimated Jaccard (0 to 1) a band collision must reach to be a near duplicate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Records per hash range of one dedup task (the phase plans `ceil(records / this)`
+    /// ranges per band): a dedup task's memory is proportional to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_rows: Option<u64>,
 }
 
 /// `columns: text` or `columns: [question, answer]`.
@@ -67,6 +84,10 @@ pub struct DedupParams {
     pub minhash: MinHashConfig,
     /// Whether near-duplicate removal runs (exact removal always does).
     pub near: bool,
+    /// Estimated Jaccard a band collision must reach to be a near duplicate.
+    pub threshold: f64,
+    /// Records per hash range of one dedup task.
+    pub partition_rows: u64,
 }
 
 impl DedupConfig {
@@ -95,10 +116,32 @@ impl DedupConfig {
             }
             Some(c) => c.clone(),
         };
+        let threshold = match self.threshold {
+            None => DEFAULT_THRESHOLD,
+            Some(t) if (0.0..=1.0).contains(&t) => t,
+            Some(t) => {
+                return Err(ConfigError::new(
+                    "threshold",
+                    format!("`threshold` must be between 0 and 1, got {t}"),
+                ))
+            }
+        };
+        let partition_rows = match self.partition_rows {
+            None => DEFAULT_PARTITION_ROWS,
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "partition_rows",
+                    "`partition_rows` must be at least 1",
+                ))
+            }
+            Some(n) => n,
+        };
         Ok(DedupParams {
             columns,
             minhash: cfg,
             near: self.near.unwrap_or(true),
+            threshold,
+            partition_rows,
         })
     }
 }
@@ -112,7 +155,7 @@ impl StageConfig for DedupConfig {
         let read = self.columns.clone().unwrap_or_else(|| vec!["completion".into()]);
         StageColumns::default()
             .reading("columns", read)
-            .adding([HASH_COLUMN, BANDS_COLUMN])
+            .adding([HASH_COLUMN, BANDS_COLUMN, SIGNATURE_COLUMN])
     }
 
     fn last_only(&self) -> bool {
@@ -122,6 +165,19 @@ impl StageConfig for DedupConfig {
     fn build(&self, index: usize, _ctx: &StageContext) -> Result<Arc<dyn Stage>, StageError> {
         Ok(Arc::new(Dedup::new(self, index)?))
     }
+}
+
+/// The `dedup` entry of a job's pipeline, checked, if it has one: what the dedup phase's
+/// planner, its bucket tasks and the finalizer all read, so they cannot disagree.
+pub fn job_params(spec: &crate::spec::JobSpec) -> Result<Option<DedupParams>, ConfigError> {
+    spec.pipeline
+        .iter()
+        .find_map(|s| match s {
+            crate::spec::StageSpec::Dedup(d) => Some(d),
+            _ => None,
+        })
+        .map(|d| d.params())
+        .transpose()
 }
 
 /// The compared text of a record: its `columns` joined by newlines (missing ones are empty).
@@ -173,20 +229,29 @@ impl Stage for Dedup {
     }
 
     fn extra_columns(&self) -> Vec<String> {
-        vec![HASH_COLUMN.to_string(), BANDS_COLUMN.to_string()]
+        vec![
+            HASH_COLUMN.to_string(),
+            BANDS_COLUMN.to_string(),
+            SIGNATURE_COLUMN.to_string(),
+        ]
     }
 
     async fn process(&self, mut item: Item) -> Vec<Outcome> {
         let text = item_text(&item, &self.params.columns);
-        let bands = if self.params.near {
-            encode_bands(&self.hasher.band_hashes(&text))
+        let (bands, signature) = if self.params.near {
+            let sig = self.hasher.signature(&text);
+            (
+                encode_bands(&self.hasher.bands_of(&sig)),
+                encode_sketch(&sketch(&sig)),
+            )
         } else {
-            String::new()
+            (String::new(), String::new())
         };
         item.record
             .extra
             .insert(HASH_COLUMN.into(), exact_hash(&text));
         item.record.extra.insert(BANDS_COLUMN.into(), bands);
+        item.record.extra.insert(SIGNATURE_COLUMN.into(), signature);
         vec![Outcome::Keep(item)]
     }
 }
@@ -214,8 +279,15 @@ mod tests {
         assert_eq!(params("columns: text").unwrap().columns, vec!["text"]);
         let e = params("bands: 0").unwrap_err();
         assert!(e.contains("`bands`"), "{e}");
-        let e = params("threshold: 0.8").unwrap_err();
-        assert!(e.contains("threshold"), "{e}");
+        let e = params("treshold: 0.8").unwrap_err();
+        assert!(e.contains("treshold"), "{e}");
+        let p = params("threshold: 0.85\npartition_rows: 1000").unwrap();
+        assert_eq!((p.threshold, p.partition_rows), (0.85, 1000));
+        assert_eq!(params("{}").unwrap().threshold, DEFAULT_THRESHOLD);
+        let e = params("threshold: 1.5").unwrap_err();
+        assert!(e.contains("`threshold`"), "{e}");
+        let e = params("partition_rows: 0").unwrap_err();
+        assert!(e.contains("`partition_rows`"), "{e}");
         let e = params("columns: []").unwrap_err();
         assert!(e.contains("columns"), "{e}");
     }

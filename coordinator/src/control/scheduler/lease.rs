@@ -92,6 +92,7 @@ impl Scheduler {
                     deadline_ms: deadline,
                     spec_yaml: entry.record.spec_yaml.clone(),
                     slice: t.slice.clone(),
+                    dedup: t.dedup.clone(),
                 };
                 entry.progress.insert(task_id, 0);
                 if let Some(w) = inner.workers.get_mut(worker) {

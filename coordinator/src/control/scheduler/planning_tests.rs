@@ -37,6 +37,9 @@ impl TaskStore for GatedStore {
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.inner.update_job(job).await
     }
+    async fn add_tasks(&self, j: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        self.inner.add_tasks(j, tasks).await
+    }
     async fn fold_job(
         &self,
         j: &str,

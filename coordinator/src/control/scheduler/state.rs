@@ -19,6 +19,8 @@ pub struct Lease {
     pub deadline_ms: u64,
     pub spec_yaml: String,
     pub slice: TaskSlice,
+    /// Set for a dedup phase task: the bucket partition it reads.
+    pub dedup: Option<synthforge_core::dedup_phase::DedupWork>,
 }
 
 /// What the dashboard and `status` show about a worker.
@@ -54,6 +56,15 @@ pub struct JobView {
     pub failed_tasks: Vec<(u64, String)>,
     /// Why leasing is paused ("waiting for backend NAME: ..."), if it is.
     pub waiting: Option<String>,
+    /// The dedup phase's progress, once its tasks are planned (docs/dedup.md).
+    pub dedup_phase: Option<PhaseProgress>,
+}
+
+/// Progress of a phase of tasks after generation (the dedup phase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PhaseProgress {
+    pub done: u64,
+    pub total: u64,
 }
 
 pub(super) struct JobEntry {
@@ -126,6 +137,8 @@ impl JobEntry {
                 rows_in_flight: 0,
                 failed_tasks: s.failed_tasks.clone(),
                 waiting: None,
+                // Folded jobs are finished: no phase in progress.
+                dedup_phase: None,
             };
         }
         JobView {
@@ -146,7 +159,17 @@ impl JobEntry {
                 .backend
                 .describe(synthforge_core::now_ms())
                 .filter(|_| !self.record.state.is_terminal()),
+            dedup_phase: self.dedup_phase(),
         }
+    }
+
+    /// Dedup tasks follow the generation tasks, so only the (short) tail is counted.
+    fn dedup_phase(&self) -> Option<PhaseProgress> {
+        let tail = &self.tasks[self.tasks.partition_point(|t| !t.is_dedup())..];
+        (!tail.is_empty()).then(|| PhaseProgress {
+            done: tail.iter().filter(|t| t.state == TaskState::Done).count() as u64,
+            total: tail.len() as u64,
+        })
     }
 }
 

@@ -184,6 +184,13 @@ impl TaskStore for Full {
     ) -> Result<(), crate::control::store::StoreError> {
         self.0.update_job(job).await
     }
+    async fn add_tasks(
+        &self,
+        j: &str,
+        tasks: &[crate::model::TaskRecord],
+    ) -> Result<(), crate::control::store::StoreError> {
+        self.0.add_tasks(j, tasks).await
+    }
     async fn put_planned_tasks(
         &self,
         j: &str,

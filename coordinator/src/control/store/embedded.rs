@@ -338,6 +338,35 @@ impl TaskStore for EmbeddedStore {
         .await
     }
 
+    async fn add_tasks(&self, job_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        let job_id = job_id.to_string();
+        let tasks = tasks.to_vec();
+        self.with(move |s| {
+            if !s.jobs.contains_key(&job_id) {
+                return Err(StoreError::NotFound(format!("job {job_id}")));
+            }
+            let v = s.tasks.entry(job_id.clone()).or_default();
+            let mut added = Vec::new();
+            for t in tasks {
+                let i = t.task_id as usize;
+                if i < v.len() {
+                    continue; // stored before: left as it is
+                }
+                if i > v.len() {
+                    return Err(StoreError::Io(format!(
+                        "task {job_id}/{i} added after a gap (next id is {})",
+                        v.len()
+                    )));
+                }
+                v.push(t.clone());
+                added.push(t);
+            }
+            let entry = (!added.is_empty()).then_some(LogEntry::Tasks(added));
+            Ok(((), entry))
+        })
+        .await
+    }
+
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.with(|s| {
             if !s.jobs.contains_key(&job.id) {

@@ -467,6 +467,38 @@ impl TaskStore for EtcdStore {
         Ok(())
     }
 
+    async fn add_tasks(&self, job_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        let job_key = self.job_key(job_id);
+        // One transaction a task, in id order (ids stay dense even if this is interrupted):
+        // put only while the job exists and the task does not.
+        for t in tasks {
+            let key = self.task_key(job_id, t.task_id);
+            let compares = vec![
+                Compare::create_revision(job_key.clone(), CompareOp::Greater, 0),
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            ];
+            if self
+                .cas(compares, vec![TxnOp::put(key.clone(), encode(t)?, None)])
+                .await?
+                .is_none()
+            {
+                // Refused: the task exists already (kept as it is), the job is gone, or this
+                // coordinator lost its leadership.
+                self.check_leader().await?;
+                let job = self
+                    .kv()
+                    .get(job_key.clone(), Some(GetOptions::new().with_count_only()))
+                    .await
+                    .map_err(io)?
+                    .count();
+                if job == 0 {
+                    return Err(StoreError::NotFound(format!("job {job_id}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         let key = self.job_key(&job.id);
         let ok = self

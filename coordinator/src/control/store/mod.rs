@@ -80,6 +80,10 @@ pub trait TaskStore: Send + Sync {
     async fn put_planned_tasks(&self, job_id: &str, tasks: &[TaskRecord])
         -> Result<(), StoreError>;
 
+    /// Adds pending tasks to an existing job (a later phase: dedup), in task id order; a
+    /// task already stored is left as it is, so an interrupted caller may add them again.
+    async fn add_tasks(&self, job_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError>;
+
     /// Replaces a job's record (state changes, finish time, error).
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError>;
 

@@ -156,6 +156,10 @@ function jobStateLines(j) {
         `${fmtNum(p.tasks_written)} tasks, ${fmtNum(p.rows_planned)} rows so far`,
     });
   }
+  if (j.dedup_phase && !TERMINAL.includes(j.record.state)) {
+    const p = j.dedup_phase;
+    lines.push({ cls: 'phase', text: `dedup phase: ${p.done}/${p.total} bucket tasks done` });
+  }
   return lines;
 }
 
