@@ -156,6 +156,16 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Sum of both.
     pub total_tokens: u64,
+    /// Prompt tokens served from the prefix cache, as OpenAI and vLLM report them (only
+    /// with `--prefix-cache-blocks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u64,
 }
 
 /// Response of POST /v1/chat/completions.

@@ -34,6 +34,21 @@ pub struct MockArgs {
     #[arg(long = "decode-ms-per-token", default_value_t = 0.0)]
     pub decode_ms_per_token: f64,
 
+    /// Prefill time per prompt token not found in the prefix cache, in milliseconds, spent
+    /// holding a slot (on top of `--latency-ms`).
+    #[arg(long = "prefill-ms-per-token", default_value_t = 0.0)]
+    pub prefill_ms_per_token: f64,
+
+    /// Blocks of 16 prompt tokens kept in this server's prefix cache (an LRU, like vLLM's
+    /// automatic prefix caching; 0 = no cache). A request's leading blocks found in the cache
+    /// are prefilled at `--cached-prefill-factor` of the uncached cost.
+    #[arg(long = "prefix-cache-blocks", default_value_t = 0)]
+    pub prefix_cache_blocks: usize,
+
+    /// Cost of a cached prompt token relative to an uncached one (0 = free, 1 = no saving).
+    #[arg(long = "cached-prefill-factor", default_value_t = 0.1)]
+    pub cached_prefill_factor: f64,
+
     /// Number of concurrent batch slots (0 = unlimited). Requests beyond this
     /// wait in a FIFO queue for a free slot, like vLLM's scheduler. Queue time
     /// shows in the client's latency but not in busy slot time. Simplification:
@@ -143,6 +158,22 @@ impl MockArgs {
             return Err(MockError::InvalidArgs(format!(
                 "--decode-ms-per-token must be a finite number >= 0, got {}",
                 self.decode_ms_per_token
+            )));
+        }
+        for (name, v) in [
+            ("--prefill-ms-per-token", self.prefill_ms_per_token),
+            ("--cached-prefill-factor", self.cached_prefill_factor),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(MockError::InvalidArgs(format!(
+                    "{name} must be a finite number >= 0, got {v}"
+                )));
+            }
+        }
+        if self.cached_prefill_factor > 1.0 {
+            return Err(MockError::InvalidArgs(format!(
+                "--cached-prefill-factor must be at most 1 (a cached token is never dearer), got {}",
+                self.cached_prefill_factor
             )));
         }
         if self.models.iter().all(|m| m.trim().is_empty()) {

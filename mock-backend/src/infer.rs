@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{
-    AssistantMessage, ChatChoice, ChatCompletion, InferenceRequest, TextChoice, TextCompletion,
-    Usage,
+    AssistantMessage, ChatChoice, ChatCompletion, InferenceRequest, PromptTokensDetails,
+    TextChoice, TextCompletion, Usage,
 };
 use crate::engine::{generate, request_hash, Format, Sample, Sampling};
 use crate::error::ApiError;
@@ -123,14 +123,20 @@ async fn serve_request(s: &AppState, ep: Endpoint, body: &[u8]) -> Result<Respon
 
     samples.truncate(keep);
     let longest = samples.iter().map(|x| x.tokens).max().unwrap_or(0);
-    occupy_slot(s, longest).await;
+    let texts: Vec<&str> = prompts.iter().map(|p| p.text.as_ref()).collect();
+    let cached_tokens = occupy_slot(s, &texts, longest).await;
 
     let completion_tokens = samples.iter().map(|x| x.tokens).sum();
     s.stats.record_tokens(prompt_tokens, completion_tokens);
+    s.stats.record_cached_tokens(cached_tokens);
     let usage = Usage {
         prompt_tokens,
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
+        prompt_tokens_details: s
+            .prefix_cache
+            .enabled()
+            .then_some(PromptTokensDetails { cached_tokens }),
     };
     let serial = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(respond(ep, &req.model, first_hash, serial, samples, usage))
@@ -222,11 +228,14 @@ async fn hang(s: &AppState) -> ApiError {
     ApiError::shutting_down()
 }
 
-/// Waits for a slot (if slots are limited), then holds it for
-/// `latency_ms + decode_ms_per_token * decode_tokens`. `decode_tokens` is the
-/// longest sample: the `n` samples of a request decode together as one batch
-/// in one slot, so the request takes as long as its longest sample.
-async fn occupy_slot(s: &AppState, decode_tokens: u64) {
+/// Waits for a slot (if slots are limited), then holds it for `latency_ms` + prefill +
+/// `decode_ms_per_token * decode_tokens`, and returns the prompt tokens found in the prefix
+/// cache. Prefill is `prefill_ms_per_token` per prompt token, a cached one at
+/// `cached_prefill_factor` of that; the prompts enter the cache when the slot is taken (the
+/// server prefills them then). `decode_tokens` is the longest sample: the `n` samples of a
+/// request decode together as one batch in one slot, so the request takes as long as its
+/// longest sample.
+async fn occupy_slot(s: &AppState, prompts: &[&str], decode_tokens: u64) -> u64 {
     let permit = match &s.slots {
         Some(sem) => {
             let _queued = s.stats.queued();
@@ -235,12 +244,20 @@ async fn occupy_slot(s: &AppState, decode_tokens: u64) {
         None => None,
     };
     let busy = s.stats.slot_busy();
-    let ms = s.args.latency_ms as f64 + s.args.decode_ms_per_token * decode_tokens as f64;
+    let (mut total, mut cached) = (0u64, 0u64);
+    for p in prompts {
+        total += count_tokens(p);
+        cached += s.prefix_cache.admit(p);
+    }
+    let prefill = s.args.prefill_ms_per_token
+        * ((total - cached) as f64 + cached as f64 * s.args.cached_prefill_factor);
+    let ms = s.args.latency_ms as f64 + prefill + s.args.decode_ms_per_token * decode_tokens as f64;
     if ms > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
     }
     drop(busy);
     drop(permit);
+    cached
 }
 
 fn respond(

@@ -5,7 +5,8 @@
 //! `Retry-After`, timeouts. This server reproduces what those mechanisms react
 //! to: a fixed number of batch slots with a FIFO queue in front
 //! (`--slots`), prefill and per-token decode time (`--latency-ms`,
-//! `--decode-ms-per-token`), and injected 429s, 500s and hung requests. Text
+//! `--decode-ms-per-token`, `--prefill-ms-per-token` with a prefix cache,
+//! `--prefix-cache-blocks`), and injected 429s, 500s and hung requests. Text
 //! is deterministic prose (a token is a whitespace-separated word), JSON modes
 //! return valid JSON, and reply rules script answers for judges and filters.
 //! GET /stats reports slot utilization so benchmarks can tell whether the
@@ -24,6 +25,7 @@ mod error;
 mod faults;
 mod infer;
 mod json_gen;
+mod prefix_cache;
 mod routes;
 mod rules;
 mod state;

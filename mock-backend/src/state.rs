@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 
 use crate::faults::FaultInjector;
+use crate::prefix_cache::PrefixCache;
 use crate::rules::ReplyRules;
 use crate::stats::Stats;
 use crate::MockArgs;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub slots: Option<Semaphore>,
     /// Counters for GET /stats.
     pub stats: Stats,
+    /// `--prefix-cache-blocks`: what this server has prefilled recently.
+    pub prefix_cache: PrefixCache,
     /// Fault decisions.
     pub faults: FaultInjector,
     /// `--reply-rules`.
@@ -43,6 +46,7 @@ impl AppState {
             any_model: args.models.iter().any(|m| m == "*"),
             slots: (args.slots > 0).then(|| Semaphore::new(args.slots)),
             stats: Stats::new(args.slots),
+            prefix_cache: PrefixCache::new(args.prefix_cache_blocks),
             faults: FaultInjector::new(args.seed, args.rate_429, args.rate_500, args.rate_hang)
                 .with_reply_faults(args.rate_empty_choices, args.rate_short_n),
             rules,

@@ -32,6 +32,8 @@ pub struct Stats {
     busy_started_sum_us: AtomicU64,
     busy_us_total: AtomicU64,
     prompt_tokens_total: AtomicU64,
+    /// Prompt tokens found in the prefix cache (`--prefix-cache-blocks`).
+    prompt_tokens_cached: AtomicU64,
     completion_tokens_total: AtomicU64,
 }
 
@@ -52,6 +54,7 @@ impl Stats {
             busy_started_sum_us: AtomicU64::new(0),
             busy_us_total: AtomicU64::new(0),
             prompt_tokens_total: AtomicU64::new(0),
+            prompt_tokens_cached: AtomicU64::new(0),
             completion_tokens_total: AtomicU64::new(0),
         }
     }
@@ -93,6 +96,11 @@ impl Stats {
         self.completion_tokens_total.fetch_add(completion, Relaxed);
     }
 
+    /// Adds prompt tokens a request found in the prefix cache.
+    pub fn record_cached_tokens(&self, cached: u64) {
+        self.prompt_tokens_cached.fetch_add(cached, Relaxed);
+    }
+
     /// Starts accounting busy time for one slot until the guard drops.
     pub fn slot_busy(&self) -> BusySlot<'_> {
         let start = self.now_us();
@@ -110,6 +118,7 @@ impl Stats {
             &self.hung_total,
             &self.busy_us_total,
             &self.prompt_tokens_total,
+            &self.prompt_tokens_cached,
             &self.completion_tokens_total,
         ] {
             c.store(0, Relaxed);
@@ -156,6 +165,7 @@ impl Stats {
             "busy_slot_ms_total": busy_us as f64 / 1000.0,
             "utilization": utilization,
             "prompt_tokens_total": self.prompt_tokens_total.load(Relaxed),
+            "prompt_tokens_cached": self.prompt_tokens_cached.load(Relaxed),
             "completion_tokens_total": self.completion_tokens_total.load(Relaxed),
             "uptime_ms": now / 1000,
             "since_reset_ms": window_us / 1000,
@@ -220,6 +230,7 @@ mod tests {
         s.record_status(200);
         s.record_status(429);
         s.record_tokens(3, 4);
+        s.record_cached_tokens(2);
         {
             let _b = s.slot_busy();
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -232,6 +243,7 @@ mod tests {
         assert_eq!(snap["requests_by_status"]["200"], 1);
         assert_eq!(snap["requests_by_status"]["429"], 1);
         assert_eq!(snap["completion_tokens_total"], 4);
+        assert_eq!(snap["prompt_tokens_cached"], 2);
         assert!(snap["busy_slot_ms_total"].as_f64().unwrap() >= 20.0);
         let u = snap["utilization"].as_f64().unwrap();
         assert!(u > 0.0 && u <= 1.0);

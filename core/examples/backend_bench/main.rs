@@ -10,8 +10,11 @@
 //! (b) four clients sharing that server; one client over 3 endpoints of K=16/32/64;
 //! (c) client overhead against a zero-latency mock in a separate process, records written to
 //!     Parquet with `TaskSink`, CPU seconds per 1,000 requests for client and server;
-//! (d) 5% 429 + 5% 500 + 1% hangs with a 2 s timeout: every request ends ok or with a reason.
+//! (d) 5% 429 + 5% 500 + 1% hangs with a 2 s timeout: every request ends ok or with a reason;
+//! (e) prefix-affinity routing against least-loaded: 4 variations per seed row, 4 endpoints
+//!     with prefix caches (`affinity.rs`).
 
+mod affinity;
 mod child;
 mod load;
 
@@ -344,6 +347,12 @@ fn main() -> anyhow::Result<()> {
         }
         if want("d") {
             scenario_d(secs, &mut rows).await?;
+        }
+        if want("e") {
+            rows.push(String::new());
+            rows.push("| | routing, 4 variations per seed row, 4 endpoints × 16 slots, prefix caches | rows/s | prompt tokens from cache | utilization, 2nd half | rows/s vs least-loaded | notes |".into());
+            rows.push("|---|---|---|---|---|---|---|".into());
+            affinity::scenario_e(secs, &mut rows).await?;
         }
         for r in &rows {
             println!("{r}");

@@ -10,6 +10,7 @@
 //! [`credentials`] (a job names one, never a variable or file) and are never printed (`Debug`
 //! hides them).
 
+pub mod affinity;
 pub mod credentials;
 pub mod endpoint;
 pub mod limiter;
@@ -31,7 +32,7 @@ use pool::Pool;
 use ratelimit::RateLimits;
 use retry::Backoff;
 
-use crate::spec::backend::{BackendSpec, Concurrency};
+use crate::spec::backend::{BackendSpec, Concurrency, Routing};
 pub use credentials::{CredentialDef, Credentials};
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +238,11 @@ impl Backend {
         &self.spec.model
     }
 
+    /// How this backend's keyed requests were placed (prefix-affinity routing).
+    pub fn routing_counts(&self) -> pool::RoutingCounts {
+        self.pool.routing_counts()
+    }
+
     pub fn spec(&self) -> &BackendSpec {
         &self.spec
     }
@@ -376,12 +382,16 @@ impl Backend {
         } else {
             request::estimate_tokens(req, &self.spec)
         };
+        let affinity_key = match self.spec.routing {
+            Routing::PrefixAffinity => Some(affinity::prefix_key(req)),
+            Routing::LeastLoaded => None,
+        };
         let mut attempt = 0u32;
         let mut avoid = None;
         loop {
             attempt += 1;
             self.limits.admit(est_tokens).await;
-            let slot = self.pool.acquire(avoid).await;
+            let slot = self.pool.acquire(avoid, affinity_key).await;
             let index = slot.index;
             let started = Instant::now();
             // One span per HTTP attempt; it nests in the worker's task span (job, task, attempt).

@@ -14,6 +14,19 @@ pub enum BackendApi {
     Completions,
 }
 
+/// How a backend with several endpoints picks one for a request.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// Requests whose prompts begin alike go to the same endpoint (consistent hashing with
+    /// bounded loads), so the servers' prefix caches serve the shared part; no endpoint goes
+    /// above 1.25× its share and none idles while requests wait (`core/src/backend/affinity.rs`).
+    #[default]
+    PrefixAffinity,
+    /// The endpoint with the fewest outstanding requests relative to its limit.
+    LeastLoaded,
+}
+
 /// Concurrency: a fixed number or `auto` (find the backend's saturation point).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
@@ -84,6 +97,9 @@ pub struct BackendSpec {
     /// a failure row instead of a request. Default [`DEFAULT_MAX_PROMPT_TOKENS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_prompt_tokens: Option<u64>,
+    /// Endpoint choice for a pool of several `urls` (one endpoint: no choice to make).
+    #[serde(default)]
+    pub routing: Routing,
 }
 
 /// The prompt cap when a backend sets none: large enough for long-context models, small
