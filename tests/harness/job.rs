@@ -35,6 +35,9 @@ pub struct JobSpec {
     pub id_column: String,
     pub text_column: String,
     pub rows_per_task: u64,
+    /// `input.limit`. With a limit, JSONL/text are planned by scanning lines (exact rows per
+    /// task) instead of byte ranges cut from sizes; tests that place rows in given tasks set it.
+    pub limit: Option<u64>,
     pub template: String,
     pub max_tokens: u32,
     pub backend_url: String,
@@ -63,6 +66,7 @@ impl JobSpec {
             id_column: "id".into(),
             text_column: "text".into(),
             rows_per_task: 100,
+            limit: None,
             template: DEFAULT_TEMPLATE.into(),
             max_tokens: 32,
             backend_url: backend_url.into(),
@@ -89,7 +93,7 @@ input:
   id_column: {id_column}
   text_column: {text_column}
   rows_per_task: {rows_per_task}
-pipeline:
+{limit}pipeline:
   - stage: generate
     backend: mock
     template: {template}
@@ -110,6 +114,9 @@ output:
             id_column = q(&self.id_column),
             text_column = q(&self.text_column),
             rows_per_task = self.rows_per_task,
+            limit = self
+                .limit
+                .map_or(String::new(), |l| format!("  limit: {l}\n")),
             template = q(&self.template),
             max_tokens = self.max_tokens,
             url = q(&self.backend_url),

@@ -294,6 +294,8 @@ fn dashboard_in_headless_chromium() {
     let mut job = JobSpec::new(&seeds, SeedFormat::Jsonl, &mock.url(), &out);
     job.name = "dashboard <b>demo</b>".into();
     job.rows_per_task = 20;
+    // Several tasks of exact size (line scan): the bar moves as tasks end.
+    job.limit = Some(1_000_000);
     job.max_concurrency = 2;
     let job_file = job.write_to(dir.path());
 

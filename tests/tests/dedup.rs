@@ -142,6 +142,8 @@ fn run_dedup_job(dir: &Path, state: &StateBackend, s3: Option<&S3>) {
     let mut job = JobSpec::new(&input, SeedFormat::Jsonl, &mock.url(), &output_url);
     job.name = "dedup-e2e".into();
     job.rows_per_task = PER_TASK as u64;
+    // Rows per task exact (line scan, not byte ranges): the planted copies sit in given tasks.
+    job.limit = Some(1_000_000);
     job.max_tokens = 400;
     let job_file = job.write_to(dir);
     // Append the dedup stage after the harness's generate stage.

@@ -100,6 +100,8 @@ fn setup(dir: &Path, mock_url: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
         let mut job = JobSpec::new(&seeds, SeedFormat::Jsonl, mock_url, &out);
         job.name = "dedup-distributed".into();
         job.rows_per_task = PER_TASK as u64;
+        // Rows per task exact (line scan, not byte ranges): many generation tasks, spread.
+        job.limit = Some(1_000_000);
         job.max_tokens = 400;
         job.extra_yaml = scheduling_yaml(2.0, 10);
         let yaml = job.to_yaml().replacen(

@@ -124,6 +124,8 @@ fn a_task_out_of_attempts_is_recorded_in_the_manifest_and_the_card() {
     let out = dir.path().join("out");
     let mut job = JobSpec::new(&seeds, SeedFormat::Jsonl, &mock.url(), &out);
     job.rows_per_task = 10;
+    // Two tasks of 10 rows (line scan): the failed task's rows are known and counted.
+    job.limit = Some(1_000_000);
     job.extra_yaml = scheduling_yaml(1.0, 1);
     let job_file = job.write_to(dir.path());
     let state = StateBackend::Dir(dir.path().join("state"));

@@ -34,6 +34,12 @@ fn write_parquet_files(dir: &Path, files: usize) -> Vec<String> {
         .collect()
 }
 
+/// Submit answers without waiting for planning: the test sees `planning` however fast this
+/// machine plans 2,000 footers.
+fn answer_at_once() -> Vec<(String, String)> {
+    vec![("SYNTHFORGE_SUBMIT_GRACE_MS".into(), "0".into())]
+}
+
 fn job_file(dir: &Path, seeds: &Path, backend: &str) -> std::path::PathBuf {
     let input = format!("{}/*.parquet", seeds.display());
     let job = JobSpec::new(&input, SeedFormat::Parquet, backend, dir.join("out"));
@@ -47,7 +53,10 @@ fn submit_answers_while_2000_files_are_planned_and_the_job_runs_to_the_end() {
     let ids = write_parquet_files(&seeds, FILES);
     let mock = MockBackend::start(&[]);
     let job = job_file(dir.path(), &seeds, &mock.url());
-    let mut coord = Coordinator::start(&StateBackend::Dir(dir.path().join("state")), &[]);
+    let mut coord = Coordinator::start(
+        &StateBackend::Dir(dir.path().join("state")),
+        &answer_at_once(),
+    );
 
     let started = Instant::now();
     let submitted = synthforge(["submit"])
@@ -109,7 +118,10 @@ fn a_planning_failure_after_submit_answered_fails_the_job_and_submit_wait() {
     // Sorted last: found only after Submit answered.
     std::fs::write(seeds.join("zz-damaged.parquet"), b"not a parquet file").unwrap();
     let job = job_file(dir.path(), &seeds, "http://127.0.0.1:9/v1");
-    let coord = Coordinator::start(&StateBackend::Dir(dir.path().join("state")), &[]);
+    let coord = Coordinator::start(
+        &StateBackend::Dir(dir.path().join("state")),
+        &answer_at_once(),
+    );
 
     let (done, job_id) = coord.submit_wait(&job, JOB_TIMEOUT);
     done.assert_failure();

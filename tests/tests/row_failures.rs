@@ -268,7 +268,9 @@ fn a_changed_input_object_makes_the_coordinator_refuse_the_completion() {
     let out = dir.path().join("out");
     let pipeline = "  - stage: generate\n    backend: m\n    template: \"Q: {{ text }}\"\n";
     let yaml = job_yaml("changed", &seed, &out, pipeline, &backend_once("m", &mock))
-        .replace("rows_per_task: 5", "rows_per_task: 100")
+        // A planned row count (line scan under a limit) is what the completion is checked
+        // against; a byte-range task's rows are counted as read (see docs/streaming.md).
+        .replace("rows_per_task: 5", "rows_per_task: 100\n  limit: 1000000")
         + "scheduling:\n  max_attempts: 2\n";
     let job = dir.path().join("changed.yaml");
     std::fs::write(&job, yaml).unwrap();

@@ -11,16 +11,31 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub done: u64,
+    /// Seed rows of the job; 0 while unknown (JSONL/text planned by byte ranges: rows are
+    /// counted as tasks read them), when progress is told by tasks.
     pub total: u64,
+    pub tasks_done: u64,
+    pub tasks_total: u64,
     pub failed: u64,
     pub rows_per_s: f64,
     pub tokens_per_s: f64,
 }
 
 impl Snapshot {
+    /// The row count is known only as tasks read their rows.
+    fn rows_unknown(&self) -> bool {
+        self.total == 0 && self.tasks_total > 0 && self.tasks_done < self.tasks_total
+    }
+
     /// Seconds left at the current rate; `None` while there is no rate.
     pub fn eta_s(&self) -> Option<f64> {
-        let left = self.total.saturating_sub(self.done);
+        let total = match self.rows_unknown() {
+            // Rows per task so far, times the tasks.
+            true if self.tasks_done > 0 => self.done * self.tasks_total / self.tasks_done,
+            true => return None,
+            false => self.total,
+        };
+        let left = total.saturating_sub(self.done);
         if left == 0 {
             Some(0.0)
         } else if self.rows_per_s > 0.0 {
@@ -43,15 +58,21 @@ pub fn duration(s: f64) -> String {
 
 /// One progress line.
 pub fn line(s: &Snapshot, elapsed: Duration) -> String {
-    let pct = if s.total == 0 {
-        100.0
+    let (count, pct) = if s.rows_unknown() {
+        (
+            format!("{} rows, {}/{} tasks", s.done, s.tasks_done, s.tasks_total),
+            100.0 * s.tasks_done as f64 / s.tasks_total as f64,
+        )
+    } else if s.total == 0 {
+        (format!("{}/{} rows", s.done, s.done), 100.0)
     } else {
-        100.0 * s.done.min(s.total) as f64 / s.total as f64
+        (
+            format!("{}/{} rows", s.done, s.total),
+            100.0 * s.done.min(s.total) as f64 / s.total as f64,
+        )
     };
     format!(
-        "progress: {}/{} rows ({pct:.1}%)  {:.1} rows/s  {:.0} tok/s  ETA {}  {} failed  elapsed {}",
-        s.done,
-        s.total,
+        "progress: {count} ({pct:.1}%)  {:.1} rows/s  {:.0} tok/s  ETA {}  {} failed  elapsed {}",
         s.rows_per_s,
         s.tokens_per_s,
         s.eta_s().map(duration).unwrap_or_else(|| "-".into()),
@@ -105,8 +126,14 @@ impl Progress {
         match &mut self.mode {
             Mode::Off => {}
             Mode::Bar(b) => {
-                b.set_length(s.total);
-                b.set_position(s.done.min(s.total));
+                // Rows unknown until read (byte-range tasks): the bar counts tasks.
+                let (pos, len) = if s.rows_unknown() {
+                    (s.tasks_done, s.tasks_total)
+                } else {
+                    (s.done.min(s.total), s.total)
+                };
+                b.set_length(len);
+                b.set_position(pos);
                 b.set_message(format!(
                     "{:.0} rows/s  {:.0} tok/s  {} failed  ETA {}",
                     s.rows_per_s,
@@ -153,11 +180,32 @@ mod tests {
             failed: 3,
             rows_per_s: 3.5,
             tokens_per_s: 120.0,
+            ..Snapshot::default()
         };
         assert_eq!(
             line(&s, Duration::from_secs(100)),
             "progress: 350/700 rows (50.0%)  3.5 rows/s  120 tok/s  ETA 1m40s  3 failed  \
              elapsed 1m40s"
+        );
+        // Rows counted as tasks read them: progress by tasks, the ETA from rows per task.
+        let by_tasks = Snapshot {
+            done: 300,
+            tasks_done: 3,
+            tasks_total: 6,
+            rows_per_s: 10.0,
+            ..Snapshot::default()
+        };
+        assert_eq!(
+            line(&by_tasks, Duration::from_secs(30)),
+            "progress: 300 rows, 3/6 tasks (50.0%)  10.0 rows/s  0 tok/s  ETA 30s  0 failed  \
+             elapsed 30s"
+        );
+        let ended = Snapshot {
+            tasks_done: 6,
+            ..by_tasks
+        };
+        assert!(
+            line(&ended, Duration::from_secs(60)).starts_with("progress: 300/300 rows (100.0%)")
         );
         let idle = Snapshot {
             total: 10,

@@ -172,6 +172,8 @@ async fn watch_job(
         let snap = Snapshot {
             done,
             total: view.record.rows_total,
+            tasks_done: view.tasks_done,
+            tasks_total: view.record.tasks_total,
             failed: view.stats.rows_failed,
             rows_per_s: rows_s,
             tokens_per_s: tok_s,
@@ -195,13 +197,19 @@ async fn watch_job(
 fn print_summary(v: &JobView, manifest: Option<&synthforge_core::manifest::Manifest>) {
     let s = &v.stats;
     println!("job: {} ({})", v.record.id, v.record.state.as_str());
-    let (rows, failures, removed) = match manifest.filter(|m| m.job_id == v.record.id) {
-        Some(m) => (m.rows, m.failures, m.removed.clone()),
-        None => (s.rows_out, s.rows_failed, s.removed.clone()),
+    // Seed rows from the manifest: a JSONL/text input cut by byte ranges is counted as read.
+    let (seed_rows, rows, failures, removed) = match manifest.filter(|m| m.job_id == v.record.id) {
+        Some(m) => (m.seed_rows, m.rows, m.failures, m.removed.clone()),
+        None => (
+            v.record.rows_total.max(s.rows_in),
+            s.rows_out,
+            s.rows_failed,
+            s.removed.clone(),
+        ),
     };
     println!(
         "seed rows: {}  output rows: {}  failures: {}  removed: {}",
-        v.record.rows_total,
+        seed_rows,
         rows,
         failures,
         removed.values().sum::<u64>()

@@ -81,6 +81,8 @@ pub async fn run(a: SubmitArgs) -> anyhow::Result<()> {
         let snap = Snapshot {
             done: stats.rows_in,
             total: st.rows_total,
+            tasks_done: st.tasks_done,
+            tasks_total: st.tasks_total,
             failed: stats.rows_failed,
             rows_per_s: stats.rows_in.saturating_sub(first.0) as f64 / secs,
             tokens_per_s: stats.completion_tokens.saturating_sub(first.1) as f64 / secs,

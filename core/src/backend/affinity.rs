@@ -37,7 +37,7 @@ pub const LOAD_FACTOR: f64 = 1.25;
 pub fn prefix_key(req: &GenRequest) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     let mut rest = Vec::with_capacity(PREFIX_BYTES);
-    let mut push = |text: &str, rest: &mut Vec<u8>| {
+    let push = |text: &str, rest: &mut Vec<u8>| {
         let room = PREFIX_BYTES - rest.len();
         rest.extend_from_slice(&text.as_bytes()[..text.len().min(room)]);
     };

@@ -30,7 +30,9 @@ use serde_json::{Map, Value};
 use crate::spec::input::{InputFormat, InputSpec};
 use crate::storage::{self, Location, StorageError};
 
-pub use lines::{identity_base as line_identity_base, split_lines, ESTIMATED_ROW_BYTES, MAX_OBJECT_BYTES};
+pub use lines::{
+    identity_base as line_identity_base, split_lines, ESTIMATED_ROW_BYTES, MAX_OBJECT_BYTES,
+};
 pub use parquet_file::{parquet_columns, parquet_row_groups, ObjectReader};
 pub use read_columns::ReadColumns;
 

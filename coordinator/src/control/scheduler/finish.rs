@@ -234,7 +234,7 @@ mod tests {
             .collect();
         std::fs::write(&seed, body).unwrap();
         format!(
-            "name: phased\ninput:\n  path: '{}'\n  format: jsonl\n  rows_per_task: 1\npipeline:\n  - stage: generate\n    backend: b\n    template: '{{{{ text }}}}'\n  - stage: dedup\nbackends:\n  b:\n    url: http://127.0.0.1:9/v1\n    model: m\noutput:\n  path: '{}'\nscheduling:\n  lease_s: 600\n",
+            "name: phased\ninput:\n  path: '{}'\n  format: jsonl\n  rows_per_task: 1\n  limit: 1000000\npipeline:\n  - stage: generate\n    backend: b\n    template: '{{{{ text }}}}'\n  - stage: dedup\nbackends:\n  b:\n    url: http://127.0.0.1:9/v1\n    model: m\noutput:\n  path: '{}'\nscheduling:\n  lease_s: 600\n",
             seed.display(),
             dir.join("out").display()
         )

@@ -40,10 +40,7 @@ impl TaskStore for GatedStore {
     async fn add_tasks(&self, j: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
         self.inner.add_tasks(j, tasks).await
     }
-    async fn fold_job(
-        &self,
-        j: &str,
-    ) -> Result<crate::control::store::JobSummary, StoreError> {
+    async fn fold_job(&self, j: &str) -> Result<crate::control::store::JobSummary, StoreError> {
         self.inner.fold_job(j).await
     }
     async fn claim(&self, j: &str, t: u64, a: u32, w: &str, d: u64) -> Result<(), StoreError> {
@@ -123,6 +120,7 @@ input:
   path: '{input}'
   format: {format}
   rows_per_task: 1
+  limit: 1000000
 pipeline:
   - stage: generate
     backend: b

@@ -35,6 +35,7 @@ input:
   path: '{}'
   format: jsonl
   rows_per_task: 1
+  limit: 1000000
 pipeline:
   - stage: generate
     backend: b
