@@ -86,10 +86,10 @@ for t in "${targets[@]}"; do
     "${budget[@]}" >"$run_log" 2>&1 || rc=$?
   [ "$rc" = 0 ] || status=1
   after=$(find "artifacts/$t" -type f | wc -l)
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$run_log" | awk '{print $2}' | tail -n1)
+  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$run_log" | awk '{print $2}' | tail -n1 || true)
   corpus=$(find "$work" "corpus/$t" -type f | wc -l)
   crashes=$((after - before))
-  took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$run_log" | awk '{print $5}' | tail -n1)
+  took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$run_log" | awk '{print $5}' | tail -n1 || true)
   summary+=("$(printf '%-16s %6ss %12s execs %6s corpus files %3s crashes' "$t" "${took:-$seconds}" "${execs:-?}" "$corpus" "$crashes")")
   if [ "$crashes" -gt 0 ]; then
     status=1

@@ -24,6 +24,9 @@ fn peak_in_flight(workers: usize) -> u64 {
     let mut job = JobSpec::new(&seeds, SeedFormat::Jsonl, &mock.url(), &out);
     // Small tasks, so each worker always has two running and offering rows.
     job.rows_per_task = 10;
+    // Tasks of exactly 10 rows (line scan, not one byte range for the whole small file), so
+    // both workers get tasks.
+    job.limit = Some(1_000_000);
     job.max_concurrency = MAX_CONCURRENCY;
     let job_file = job.write_to(dir.path());
 

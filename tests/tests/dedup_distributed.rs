@@ -211,6 +211,9 @@ fn dedup_tasks_survive_a_killed_worker_and_match_a_single_process_run() {
             dedup_leases(&mut coord, "victim").len() > seen
         });
         victim.proc().pause();
+        // A completion the victim sent just before the freeze may still be on its way to the
+        // coordinator: give it time to land in the log before deciding the lease is held.
+        std::thread::sleep(std::time::Duration::from_secs(1));
         let leases = dedup_leases(&mut coord, "victim");
         seen = leases.len();
         let task = *leases.last().unwrap();

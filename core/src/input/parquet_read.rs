@@ -118,6 +118,34 @@ impl BatchReader {
     }
 }
 
+/// Refuses a footer whose column chunks of the task's row groups have a negative offset or size
+/// (a damaged or hostile file: the parquet crate asserts on them while fetching, which would end
+/// the worker's task with a panic instead of a clear error naming the file). Found by the
+/// `seed_parquet` fuzz target.
+fn check_column_chunks(
+    url: &str,
+    meta: &parquet::file::metadata::ParquetMetaData,
+    groups: &[usize],
+) -> Result<(), SeedError> {
+    for &g in groups {
+        for (c, col) in meta.row_group(g).columns().iter().enumerate() {
+            let start = col
+                .dictionary_page_offset()
+                .unwrap_or_else(|| col.data_page_offset());
+            if start < 0 || col.compressed_size() < 0 {
+                return Err(SeedError::Parquet {
+                    url: url.to_string(),
+                    message: format!(
+                        "damaged footer: column {c} of row group {g} has offset {start} and                          size {}; rewrite the file",
+                        col.compressed_size()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads the footer (with the page index where there is one) and sets up the task's row
 /// groups, row selection and column projection.
 async fn open(
@@ -142,6 +170,7 @@ async fn open(
             ),
         });
     }
+    check_column_chunks(&slice.object_url, &meta, &groups)?;
     let rows_before =
         |g: usize| -> u64 { (0..g).map(|i| meta.row_group(i).num_rows() as u64).sum() };
     let group_rows: u64 = groups
