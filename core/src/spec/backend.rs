@@ -21,9 +21,10 @@ pub enum Routing {
     /// Requests whose prompts begin alike go to the same endpoint (consistent hashing with
     /// bounded loads), so the servers' prefix caches serve the shared part; no endpoint goes
     /// above 1.25× its share and none idles while requests wait (`core/src/backend/affinity.rs`).
-    #[default]
+    /// Opt-in until its bench meets its goal (docs/backend-bench.md, scenario e).
     PrefixAffinity,
     /// The endpoint with the fewest outstanding requests relative to its limit.
+    #[default]
     LeastLoaded,
 }
 
